@@ -1,0 +1,46 @@
+# ferkit: two commands for a new user.
+#   make demo   create .venv, install ferkit, run the main job on SynthFER and print what it measured
+#   make test   same set-up, then the default test suite (slow tests excluded: `make test-slow`)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.ferkit-installed
+
+.PHONY: demo test test-slow lint bench browser clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torchvision from PyPI pairs with this torch; on this machine both resolve from local disk.
+	$(PIP) install -q "torch>=2.2" "torchvision>=0.17"
+	$(PIP) install -q -e ".[test]"
+	# facenet-pytorch carries the real MTCNN weights; its stale pins (torch<2.3, numpy<2) must not
+	# pull an old torch, so it goes in without its dependencies (ours cover what it imports).
+	$(PIP) install -q --no-deps "facenet-pytorch>=2.5"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ferkit demo --out runs/demo
+
+test: $(STAMP) browser
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP) browser
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+# Browser tests drive Debian's chromium headless. Installed when missing and we may (root); otherwise
+# those tests report themselves skipped with the reason.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	  || echo "note: could not install chromium; browser tests will be skipped"; fi
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Seed-compatible Python APIs of the methods (DICEFER, UAFER)."""

@@ -1,0 +1,66 @@
+"""`ferkit` / `python -m ferkit`: parses arguments and calls into the library; holds no logic of its own.
+
+Each subcommand lives in ``ferkit.commands.<name>`` with ``register(subparsers)`` and ``run(args) -> int``.
+Errors a person can cause print one sentence and exit non-zero; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ferkit.errors import FerkitError
+
+#: subcommands in the order `ferkit --help` lists them
+COMMANDS = ("synth", "datasets", "align", "train", "evaluate", "predict", "export", "crossdata", "serve",
+            "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ferkit",
+        description="Facial expression recognition: DICE-FER, UA-FER and a baseline; audits; inference.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"ferkit.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"ferkit.commands.{name}":
+                continue
+            raise
+        p = mod.register(sub)
+        p.set_defaults(_run=mod.run)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from ferkit import __version__
+
+        print(f"ferkit {__version__}")
+        return 0
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args._run(args) or 0)
+    except FerkitError as e:
+        if args.debug:
+            raise
+        print(f"ferkit: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("ferkit: interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        if args.debug:
+            raise
+        print(f"ferkit: error: {e.strerror or e}: {e.filename}.", file=sys.stderr)
+        return 2
