@@ -36,6 +36,8 @@ class Phase:
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, object] = field(default_factory=dict)  # objects with state_dict/load_state_dict
     batch_kind: str = "single"           # "single" | "pairs" (same-expression partner per sample)
+    sampler: str = "shuffle"             # "shuffle" (seeded permutation per epoch) | "class_balanced"
+    # (schedulers are stepped by the method's own step/on_epoch_end; the engine saves and restores them)
 
 
 @dataclass
@@ -85,10 +87,22 @@ class Method(abc.ABC):
         """Extra augmented views of each training image, by batch key (transform builders)."""
         return {}
 
-    def on_phase_start(self, phase: Phase) -> None:
+    def train_augment(self, phase: Phase) -> str:
+        """The augmentation name for ``build_transform`` in a phase (default: ``cfg.model.augment`` or "none")."""
+        return str(getattr(self.cfg.model, "augment", "none"))
+
+    @classmethod
+    def inference_config(cls, cfg):
+        """The config to rebuild this method from a checkpoint: references to external weight files are
+        dropped (the checkpoint holds every weight). Methods with more such fields extend this."""
+        import dataclasses
+
+        return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, backbone_weights=None))
+
+    def on_phase_start(self, phase: Phase) -> None:  # noqa: B027 (optional hook)
         """Called before a phase's first epoch (e.g. freeze stage-1 encoders)."""
 
-    def on_epoch_end(self, phase: Phase, epoch: int) -> None:
+    def on_epoch_end(self, phase: Phase, epoch: int) -> None:  # noqa: B027 (optional hook)
         """Called after each epoch of a phase."""
 
     def train_mode(self, phase: Phase) -> None:
@@ -149,6 +163,8 @@ class StepContext:
              total: torch.Tensor | None = None) -> bool:
         """Backward + step if every term is finite; returns False (and touches nothing) otherwise."""
         bad = [k for k, v in losses.items() if not torch.isfinite(v.detach()).all()]
+        if self.world_size > 1 and _any_rank(bool(bad), self.device) and not bad:
+            bad = ["loss on another process"]   # every rank must refuse together, or all-reduce would hang
         opts = [self.optimizers[name] for name in optimizers]
         for o in opts:
             o.zero_grad(set_to_none=True)
@@ -175,6 +191,15 @@ class StepContext:
         self.refused_in_step = True
         if self.on_nonfinite is not None:
             self.on_nonfinite(term)
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """True when ``flag`` holds on at least one process (a MAX all-reduce of one number)."""
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def _allreduce_mean(grads: list[torch.Tensor], world_size: int) -> None:
