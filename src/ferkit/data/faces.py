@@ -1,0 +1,195 @@
+"""Face detection (MTCNN, real pretrained weights) and 5-point similarity alignment to a template.
+
+Detection uses the three-stage MTCNN of Zhang et al. 2016 ("Joint Face Detection and Alignment using
+Multi-task Cascaded Convolutional Networks") as ported by facenet-pytorch, whose P/R/O-Net weights ship
+inside that package (no download). Each face comes with a box and five landmarks in the order
+[left eye, right eye, nose, mouth left, mouth right], "left" meaning the image's left (smaller x).
+
+Alignment estimates the least-squares similarity transform (rotation, uniform scale, translation;
+Umeyama 1991) that maps the five detected points onto a template, then warps the image with it. The
+"default" template is the ArcFace/InsightFace 112x112 five-point template (Deng et al. 2019), stored
+normalised to [0, 1] so any output size scales it: eye centres at (0.342, 0.462) and (0.657, 0.460),
+nose tip at (0.500, 0.641), mouth corners at (0.371, 0.825) and (0.631, 0.824). At 112 px that is the
+eyes at (38.3, 51.7) and (73.5, 51.5); at 224 px twice that. "wide" is the same shape shrunk by 0.8
+about the centre (more forehead and chin, as looser FER crops have).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ferkit.errors import FerkitError
+
+#: ArcFace 112x112 five-point template, in pixels of a 112x112 crop.
+_ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                         [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64)
+
+#: name -> (5, 2) landmark positions normalised to [0, 1] of the output square.
+TEMPLATES: dict[str, np.ndarray] = {
+    "default": _ARCFACE_112 / 112.0,
+    "wide": 0.5 + (_ARCFACE_112 / 112.0 - 0.5) * 0.8,
+}
+
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclass
+class Face:
+    """One detected face: box (4,) x1, y1, x2, y2 in pixels; landmarks (5, 2) x, y; detector score."""
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"box": [round(float(v), 2) for v in self.box],
+                "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
+                "score": round(float(self.score), 5)}
+
+
+def template_landmarks(size: int, template: str = "default") -> np.ndarray:
+    """The template's five points in pixels of a ``size`` x ``size`` crop, shape (5, 2)."""
+    if template not in TEMPLATES:
+        raise FerkitError(f"Unknown alignment template '{template}'; use one of {', '.join(TEMPLATES)}.")
+    return TEMPLATES[template] * float(size)
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform mapping ``src`` (N, 2) onto ``dst`` (N, 2) (Umeyama 1991).
+
+    Minimises sum_i || s R src_i + t - dst_i ||^2 over rotation R, scale s > 0 and translation t, with
+    the reflection-free solution R = U diag(1, det(U V^T)) V^T from the SVD of the cross-covariance.
+    Returns the (2, 3) matrix [s R | t] as cv2.warpAffine takes it.
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)                  # (2,)
+    xs, xd = src - mu_s, dst - mu_d                        # (N, 2)
+    var_s = (xs ** 2).sum() / len(src)
+    if var_s < 1e-12:
+        raise FerkitError("The five landmarks coincide, so no alignment can be estimated from them.")
+    cov = xd.T @ xs / len(src)                             # (2, 2)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1.0
+    rot = u @ np.diag(d) @ vt                              # (2, 2)
+    scale = float((sig * d).sum() / var_s)
+    t = mu_d - scale * rot @ mu_s                          # (2,)
+    return np.concatenate([scale * rot, t[:, None]], axis=1)
+
+
+def estimate_alignment(landmarks: np.ndarray, size: int, template: str = "default") -> np.ndarray:
+    """The (2, 3) similarity matrix taking detected ``landmarks`` (5, 2) to the template at ``size``."""
+    lm = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    return similarity_transform(lm, template_landmarks(size, template))
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine matrix to points (N, 2)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return pts @ matrix[:, :2].T + matrix[:, 2]
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int, template: str = "default") -> np.ndarray:
+    """Warp ``image`` (H, W, 3) or (H, W) uint8 so the landmarks land on the template: (size, size, 3)."""
+    import cv2
+
+    img = _as_rgb(image)
+    matrix = estimate_alignment(landmarks, size, template)
+    return cv2.warpAffine(img, matrix, (int(size), int(size)), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        raise FerkitError(f"Face images must be uint8 arrays, got {img.dtype}; convert with read_image first.")
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise FerkitError(f"Face images must be (H, W) or (H, W, 3) arrays, got shape {img.shape}.")
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+class FaceDetector:
+    """MTCNN face + 5-landmark detector with the pretrained weights shipped in facenet-pytorch.
+
+    device:        torch device for the three networks.
+    min_face_size: smallest face side in pixels searched for (MTCNN ``minsize``).
+    thresholds:    P/R/O-Net acceptance scores (MTCNN defaults).
+    max_side:      images with a longer side are searched at this side and the results scaled back
+                   (keeps 12-megapixel photos fast; faces under ``min_face_size`` at that scale are missed).
+
+    ``detect`` returns the faces of one image, largest first.
+    """
+
+    def __init__(self, device: str = "cpu", min_face_size: int = 20,
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
+                 max_side: int = 1600):
+        import torch
+
+        self.device = torch.device(device if device != "auto" else "cpu")
+        self.min_face_size = int(min_face_size)
+        self.thresholds = [float(t) for t in thresholds]
+        self.factor = float(factor)
+        self.max_side = int(max_side)
+        self._nets = _load_mtcnn(self.device)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in one RGB (or gray) uint8 image, sorted by box area, largest first."""
+        import cv2
+        import torch
+
+        img = _as_rgb(image)
+        h, w = img.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        if scale < 1.0:
+            img = cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        if min(img.shape[:2]) < 12:
+            return []
+        detect_face = self._nets["detect_face"]
+        with torch.no_grad():
+            boxes, points = detect_face(img, self.min_face_size, self._nets["pnet"], self._nets["rnet"],
+                                        self._nets["onet"], self.thresholds, self.factor, self.device)
+        b = np.asarray(boxes[0], dtype=np.float64).reshape(-1, 5)      # (n, 5) x1 y1 x2 y2 score
+        p = np.asarray(points[0], dtype=np.float64).reshape(-1, 5, 2)  # (n, 5, 2)
+        faces = [Face(box=b[i, :4] / scale, landmarks=p[i] / scale, score=float(b[i, 4]))
+                 for i in range(len(b))]
+        faces.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        return faces
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """``detect`` for each image (MTCNN's batch mode needs equal sizes, so images go one at a time)."""
+        return [self.detect(im) for im in images]
+
+
+def _load_mtcnn(device) -> dict:
+    """The MTCNN networks with facenet-pytorch's shipped weights (loaded with weights_only=True)."""
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    try:
+        from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+        from facenet_pytorch.models.utils.detect_face import detect_face
+    except ImportError as e:
+        raise FerkitError(
+            f"Face detection needs facenet-pytorch's MTCNN ({e}); install it with "
+            "`pip install --no-deps facenet-pytorch`, or pass already aligned crops with --aligned."
+        ) from None
+    spec = importlib.util.find_spec("facenet_pytorch")
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    nets = {}
+    for name, cls in (("pnet", PNet), ("rnet", RNet), ("onet", ONet)):
+        path = data / f"{name}.pt"
+        if not path.is_file():
+            raise FerkitError(f"MTCNN weights {path} are missing; reinstall facenet-pytorch with --no-deps.")
+        net = cls(pretrained=False)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        nets[name] = net.to(device).eval()
+    nets["detect_face"] = detect_face
+    return nets
