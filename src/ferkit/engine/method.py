@@ -37,6 +37,7 @@ class Phase:
     schedulers: dict[str, object] = field(default_factory=dict)  # objects with state_dict/load_state_dict
     batch_kind: str = "single"           # "single" | "pairs" (same-expression partner per sample)
     sampler: str = "shuffle"             # "shuffle" (seeded permutation per epoch) | "class_balanced"
+    validate: bool | None = None         # evaluate on val after epochs of this phase (None = last phase only)
     # (schedulers are stepped by the method's own step/on_epoch_end; the engine saves and restores them)
 
 

@@ -1,0 +1,222 @@
+"""Self-describing checkpoints: safetensors weights + JSON metadata, and a ``.state.pt`` sidecar for resuming.
+
+Layout of ``NAME.safetensors``: tensors keyed ``"<network>.<param or buffer>"``; the safetensors metadata
+key ``"ferkit"`` holds JSON with format "ferkit-checkpoint", format_version, ferkit_version, method, config
+(``ExperimentConfig.to_dict()``), label_space, preprocessing, describe, created (and anything else the
+caller adds, e.g. position and metrics). ``NAME.safetensors.state.pt`` holds optimiser, scheduler, RNG and
+data-order state as plain tensors/numbers, loaded with ``torch.load(weights_only=True)``. Both files are
+written to a temporary name and renamed (``os.replace``), so a crash never leaves a half-written file.
+Reading never unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ferkit.errors import CheckpointError
+
+FORMAT = "ferkit-checkpoint"
+FORMAT_VERSION = 1
+STATE_SUFFIX = ".state.pt"
+
+
+@dataclass
+class Checkpoint:
+    meta: dict
+    tensors: dict[str, torch.Tensor]
+    path: Path
+
+    def network_state(self, name: str) -> dict[str, torch.Tensor]:
+        """The state dict of one network (keys without the ``"<name>."`` prefix)."""
+        prefix = name + "."
+        return {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_checkpoint(path: str | Path, networks: dict[str, nn.Module], meta: dict,
+                    train_state: dict | None = None) -> Path:
+    """Write ``path`` (.safetensors) and, when ``train_state`` is given, ``path + '.state.pt'``; atomically."""
+    from safetensors.torch import save_file
+
+    from ferkit import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    for net_name, module in networks.items():
+        for key, t in module.state_dict().items():
+            tensors[f"{net_name}.{key}"] = t.detach().to("cpu").contiguous().clone()
+    token = f"{time.time_ns():x}-{os.getpid():x}"
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, "ferkit_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **meta, "save_token": token}
+    try:
+        header = {"ferkit": json.dumps(full, default=_json_default)}
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"Checkpoint metadata for {path} is not JSON-serialisable ({e}).") from None
+    if train_state is not None:
+        state = {**train_state, "save_token": token}
+        _atomic_write(path.with_name(path.name + STATE_SUFFIX), lambda p: torch.save(state, p))
+    _atomic_write(path, lambda p: save_file(tensors, str(p), metadata=header))
+    return path
+
+
+def _json_default(o):
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, tuple):
+        return list(o)
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
+
+
+def _read_header(path: Path) -> dict:
+    """Parse and validate the safetensors header ourselves, so every failure gets a clear sentence."""
+    size = path.stat().st_size
+    what = f"{path} is not a ferkit checkpoint"
+    if size < 8:
+        raise CheckpointError(f"{what} (only {size} bytes); pass a .safetensors file written by ferkit train.")
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n > min(size - 8, 100_000_000):
+            raise CheckpointError(f"{what} (no safetensors header); pass a .safetensors file written by ferkit train.")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{what} (unreadable header); pass a .safetensors file written by ferkit train.") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{what} (unreadable header); pass a .safetensors file written by ferkit train.")
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if 8 + n + max(ends, default=0) > size:
+        raise CheckpointError(f"Checkpoint {path} is truncated ({size} bytes, needs {8 + n + max(ends)}); "
+                              "copy it again or use another checkpoint.")
+    return header
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read weights and metadata; raises CheckpointError for a missing, truncated or non-ferkit file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = resolve_checkpoint_path(path)
+    header = _read_header(path)
+    raw_meta = (header.get("__metadata__") or {}).get("ferkit")
+    try:
+        meta = json.loads(raw_meta) if raw_meta else None
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a safetensors file but not a ferkit checkpoint (no 'ferkit' metadata); "
+                              "pass a checkpoint written by ferkit train.")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"Checkpoint {path} has format version {meta['format_version']}, newer than this "
+                              f"ferkit reads ({FORMAT_VERSION}); upgrade ferkit.")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"Checkpoint {path} cannot be read ({e}); copy it again or use another one.") from None
+    return Checkpoint(meta=meta, tensors=tensors, path=path)
+
+
+def resolve_checkpoint_path(path: str | Path, name: str = "last") -> Path:
+    """A checkpoint file from a file path or a run folder (``<run>/checkpoints/<name>.safetensors``)."""
+    p = Path(path)
+    if p.is_dir():
+        for cand in (p / "checkpoints" / f"{name}.safetensors", p / f"{name}.safetensors"):
+            if cand.is_file():
+                return cand
+        raise CheckpointError(f"Folder {p} holds no checkpoints/{name}.safetensors; pass a run folder or a "
+                              "checkpoint file.")
+    if not p.is_file():
+        raise CheckpointError(f"Checkpoint {p} does not exist; pass a .safetensors file or a run folder.")
+    return p
+
+
+def read_train_state(path: str | Path, expect_token: str | None = None) -> dict:
+    """The ``.state.pt`` sidecar of a checkpoint (loaded with weights_only=True)."""
+    state_path = Path(str(path) + STATE_SUFFIX)
+    if not state_path.is_file():
+        raise CheckpointError(f"Checkpoint {path} has no resume state ({state_path.name}); resume from a run's "
+                              "checkpoints/last.safetensors.")
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged or foreign file
+        raise CheckpointError(f"Resume state {state_path} cannot be read ({type(e).__name__}); "
+                              "it is damaged or not ferkit's.") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"Resume state {state_path} is not ferkit's; resume from a run folder.")
+    if expect_token is not None and state.get("save_token") != expect_token:
+        raise CheckpointError(f"Resume state {state_path.name} does not belong to {Path(path).name} (written by "
+                              "different saves); resume from a complete run folder.")
+    return state
+
+
+def load_network_weights(networks: dict[str, nn.Module], ckpt: Checkpoint) -> None:
+    """Load every network's weights from ``ckpt`` strictly; a mismatch raises CheckpointError."""
+    expected = {f"{n}.{k}" for n, m in networks.items() for k in m.state_dict()}
+    missing = sorted(expected - set(ckpt.tensors))
+    extra = sorted(set(ckpt.tensors) - expected)
+    if missing or extra:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise CheckpointError(f"Checkpoint {ckpt.path} does not match the model ({detail}); it was written by "
+                              "another method or configuration.")
+    for name, module in networks.items():
+        state = ckpt.network_state(name)
+        own = module.state_dict()
+        for k, v in state.items():
+            if own[k].shape != v.shape:
+                raise CheckpointError(f"Checkpoint {ckpt.path} does not match the model ({name}.{k} has shape "
+                                      f"{tuple(v.shape)}, the model {tuple(own[k].shape)}).")
+        module.load_state_dict(state, strict=True)
+
+
+def load_method(path: str | Path, device: str = "auto"):
+    """The method a checkpoint was trained with, rebuilt from its config, weights loaded, in eval mode.
+
+    ``method.checkpoint_meta`` holds the metadata (label space, preprocessing, describe, metrics...).
+    """
+    from ferkit.config import experiment_from_dict
+    from ferkit.data.labels import LabelSpace
+    from ferkit.engine.devices import resolve_device
+    from ferkit.errors import FerkitError
+    from ferkit.methods.registry import get_method
+
+    ckpt = read_checkpoint(path)
+    try:
+        cfg = experiment_from_dict(ckpt.meta["config"])
+        label_space = LabelSpace.from_dict(ckpt.meta["label_space"])
+    except FerkitError as e:
+        raise CheckpointError(f"Checkpoint {ckpt.path} has a config this ferkit cannot rebuild ({e})") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"Checkpoint {ckpt.path} lacks or has a malformed '{e}' entry; it is damaged.") from None
+    cls = get_method(cfg.method)
+    cfg = cls.inference_config(cfg)
+    dev = resolve_device(device)
+    method = cls(cfg, label_space, dev)
+    networks = method.networks()
+    load_network_weights(networks, ckpt)
+    for m in networks.values():
+        m.to(dev)
+    method.eval_mode()
+    method.checkpoint_meta = ckpt.meta
+    return method
