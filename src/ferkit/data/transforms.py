@@ -1,0 +1,144 @@
+"""Image -> tensor preprocessing as a :class:`Preprocessing` says, with the training augmentations.
+
+The order is fixed and shared by training, evaluation and inference (and by the prepared cache, which
+stores step 1's output so that cached and uncached images give identical tensors):
+
+1. resize the uint8 image to (size, size) (antialiased ``bilinear``/``bicubic``; a no-op at that size);
+2. convert channels: RGB -> gray with Pillow's ITU-R 601-2 luma ``(19595 R + 38470 G + 7471 B + 2^15) >> 16``
+   (bit-exact ``Image.convert("L")``), gray -> RGB by replication;
+3. training only: the augmentation (uint8 geometry);
+4. scale to [0, 1], subtract ``mean``, divide by ``std`` (per channel);
+5. ``whitening="per_image"``: standardise each image to mean 0, std 1 over all its pixels (DICE-FER);
+6. training only, ``augment="affectnet"``: RandomErasing (after normalisation, as in UA-FER).
+
+Augmentations: ``none``; ``flip`` / ``rafdb`` (horizontal flip, p = 0.5); ``dicefer14`` (one of 7 angles
+{0, +-5, +-10, +-15} degrees x flip or not, drawn uniformly: the paper's 14 variants, sampled);
+``affectnet`` (UA-FER: flip + RandomApply(RandomAffine(20, scale=(0.8, 1), translate=(0.2, 0.2)), p=0.7)
++ RandomErasing()). Randomness comes from torch's global generator (seeded per worker by the engine).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ferkit.data.preprocessing import Preprocessing
+from ferkit.errors import ConfigError
+
+AUGMENTS = ("none", "flip", "rafdb", "dicefer14", "affectnet")
+DICEFER_ANGLES = (0.0, 5.0, -5.0, 10.0, -10.0, 15.0, -15.0)
+
+
+def to_chw_uint8(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W) or (H, W, C) array -> uint8 tensor (C, H, W) with C in {1, 3} (alpha dropped)."""
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 arrays, got {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise ValueError(f"images must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {arr.shape}")
+    arr = arr[:, :, :3] if arr.shape[2] == 4 else arr
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()   # (C, H, W)
+
+
+def resize_uint8(img: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
+    """(C, H, W) uint8 -> (C, size, size) uint8, antialiased; returns ``img`` itself at that size."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    modes = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
+    if mode not in modes:
+        raise ConfigError(f"Preprocessing resize must be bilinear or bicubic, got '{mode}'.")
+    return F.resize(img, [size, size], interpolation=modes[mode], antialias=True)        # (C, S, S)
+
+
+def convert_channels(img: torch.Tensor, channels: int) -> torch.Tensor:
+    """(C, H, W) uint8 -> (channels, H, W) uint8 (Pillow's luma for RGB -> gray)."""
+    c = img.shape[0]
+    if c == channels:
+        return img
+    if channels == 1 and c == 3:
+        w = img.to(torch.int32)
+        gray = (19595 * w[0] + 38470 * w[1] + 7471 * w[2] + 32768) >> 16                     # (H, W)
+        return gray.to(torch.uint8).unsqueeze(0)                                             # (1, H, W)
+    if channels == 3 and c == 1:
+        return img.expand(3, -1, -1).contiguous()                                            # (3, H, W)
+    raise ConfigError(f"Preprocessing channels must be 1 or 3, got {channels}.")
+
+
+class DiceFer14:
+    """One of the 14 DICE-FER variants: rotation in {0, +-5, +-10, +-15} degrees x horizontal flip."""
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.v2 import InterpolationMode
+        from torchvision.transforms.v2 import functional as F
+
+        angle = DICEFER_ANGLES[int(torch.randint(len(DICEFER_ANGLES), ()).item())]
+        if angle:
+            img = F.rotate(img, angle, interpolation=InterpolationMode.BILINEAR, fill=0)
+        if torch.rand(()) < 0.5:
+            img = F.horizontal_flip(img)
+        return img
+
+
+class FERTransform:
+    """uint8 image (H, W[, 3]) -> float tensor (C, size, size); picklable for DataLoader workers."""
+
+    def __init__(self, pre: Preprocessing, train: bool = False, augment: str = "none"):
+        from torchvision.transforms import v2
+
+        if augment not in AUGMENTS:
+            raise ConfigError(f"Unknown augmentation '{augment}'; use one of {', '.join(AUGMENTS)}.")
+        if len(pre.mean) not in (1, pre.channels) or len(pre.std) not in (1, pre.channels):
+            raise ConfigError(f"Preprocessing mean/std need 1 or {pre.channels} values, got {pre.mean}/{pre.std}.")
+        if pre.whitening not in ("none", "per_image"):
+            raise ConfigError(f"Preprocessing whitening must be none or per_image, got '{pre.whitening}'.")
+        self.preprocessing = pre
+        self.train = train
+        self.augment = augment if train else "none"
+        self.geometry = None
+        self.erasing = None
+        if self.augment in ("flip", "rafdb"):
+            self.geometry = v2.RandomHorizontalFlip(0.5)
+        elif self.augment == "dicefer14":
+            self.geometry = DiceFer14()
+        elif self.augment == "affectnet":
+            self.geometry = v2.Compose([
+                v2.RandomHorizontalFlip(0.5),
+                v2.RandomApply([v2.RandomAffine(20, translate=(0.2, 0.2), scale=(0.8, 1.0))], p=0.7),
+            ])
+            self.erasing = v2.RandomErasing()
+        self.mean = torch.tensor(pre.mean, dtype=torch.float32).view(-1, 1, 1)             # (C|1, 1, 1)
+        self.std = torch.tensor(pre.std, dtype=torch.float32).view(-1, 1, 1)               # (C|1, 1, 1)
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        pre = self.preprocessing
+        img = resize_uint8(to_chw_uint8(image), pre.size, pre.resize)                       # (c, S, S) uint8
+        img = convert_channels(img, pre.channels)                                          # (C, S, S) uint8
+        if self.geometry is not None:
+            img = self.geometry(img)
+        x = img.to(torch.float32) / 255.0                                                  # (C, S, S)
+        x = (x - self.mean) / self.std
+        if pre.whitening == "per_image":
+            x = (x - x.mean()) / x.std(unbiased=False).clamp_min(1e-6)
+        if self.erasing is not None:
+            x = self.erasing(x)
+        return x.contiguous()
+
+    def __repr__(self) -> str:
+        return f"FERTransform(size={self.preprocessing.size}, channels={self.preprocessing.channels}, " \
+               f"train={self.train}, augment={self.augment!r})"
+
+
+def build_transform(pre: Preprocessing, train: bool, augment: str = "none") -> FERTransform:
+    """The image -> tensor transform for ``pre``; augmentation only when ``train``."""
+    return FERTransform(pre, train=train, augment=augment)
+
+
+def preprocess_batch(images: list[np.ndarray], pre: Preprocessing) -> torch.Tensor:
+    """Already aligned/cropped uint8 images -> (B, C, S, S), exactly the test-time transform."""
+    t = FERTransform(pre, train=False)
+    if not images:
+        return torch.empty(0, pre.channels, pre.size, pre.size)
+    return torch.stack([t(im) for im in images])                                           # (B, C, S, S)
