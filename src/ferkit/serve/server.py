@@ -1,0 +1,73 @@
+"""Running the app under uvicorn: in the foreground (``ferkit serve``) or in a background thread (tests,
+benchmarks), always on an address the caller names."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+from ferkit.errors import FerkitError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _config(app: Any, host: str, port: int, log_level: str, access_log: bool):
+    import uvicorn
+
+    # one worker process: the model lives in this process and the batcher serialises its use
+    return uvicorn.Config(app, host=host, port=int(port), log_level=log_level, access_log=access_log,
+                          timeout_graceful_shutdown=5, lifespan="on")
+
+
+def serve_forever(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Serve until interrupted; a port already in use is a FerkitError with one sentence."""
+    import uvicorn
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, int(port)))
+    except OSError as e:
+        raise FerkitError(f"Cannot listen on {host}:{port} ({e.strerror}); pick another --port or --host.") from None
+    uvicorn.Server(_config(app, host, port, log_level, access_log=True)).run()
+
+
+class BackgroundServer:
+    """``with BackgroundServer(app) as srv: httpx.get(srv.url + "/health")`` -- uvicorn in a daemon thread."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None,
+                 log_level: str = "warning", start_timeout: float = 30.0):
+        import uvicorn
+
+        self.host = host
+        self.port = port or free_port(host)
+        self.server = uvicorn.Server(_config(app, self.host, self.port, log_level, access_log=False))
+        self.start_timeout = start_timeout
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> BackgroundServer:
+        self.thread = threading.Thread(target=self.server.run, name="ferkit-serve", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + self.start_timeout
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError(f"The server on {self.url} exited during start-up.")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"The server on {self.url} did not start within {self.start_timeout} s.")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=15)
