@@ -44,10 +44,21 @@ class ResNet18Trunk(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.weights_source = "random init"   # replaced by load_backbone_weights
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def feature_size(image_size: int, layer: str) -> int:
+        """Side of the layer3/layer4 map for a square input (each stride-2 stage maps s -> floor((s-1)/2)+1)."""
+        s = image_size
+        for _ in range({"layer3": 4, "layer4": 5}[layer]):
+            s = (s - 1) // 2 + 1
+        return s
+
+    def forward(self, x: torch.Tensor, stop_at: str = "layer4") -> dict[str, torch.Tensor]:
+        """Features by name; ``stop_at="layer3"`` skips layer4 (and "pooled") when only layer3 is needed."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64, H/4, W/4)
         x = self.layer2(self.layer1(x))                       # (B, 128, H/8, W/8)
         f3 = self.layer3(x)                                   # (B, 256, H/16, W/16)
+        if stop_at == "layer3":
+            return {"layer3": f3}
         f4 = self.layer4(f3)                                  # (B, 512, H/32, W/32)
         pooled = f4.mean(dim=(2, 3))                          # (B, 512)
         return {"layer3": f3, "layer4": f4, "pooled": pooled}
