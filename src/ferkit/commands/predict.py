@@ -1,0 +1,89 @@
+"""`ferkit predict CHECKPOINT INPUT...`: expressions of every face in photos, folders and videos.
+
+Each input is processed as the checkpoint was trained: MTCNN detection, 5-point alignment to the
+checkpoint's template and size, its channels and normalisation (``--aligned`` skips detection for
+inputs that already are aligned crops). Checkpoints trained on pre-aligned data (align "none", e.g.
+SynthFER) are still detected and aligned to their template so ordinary photos work.
+
+Output: one row per face (file, frame/time for videos, box, landmarks, probabilities, label,
+uncertainty, abstained); an input without a face gives a "no face found" row; an unreadable input
+gives one line on stderr and an "error" row, and the exit code is then 1 (everything else is still
+processed and written). ``--out x.json`` writes {"model", "summary", "rows"}; ``--out x.csv`` one
+column per class. Without ``--out`` the rows are printed.
+
+Engines: ``--engine torch`` (default for .safetensors; ``--precision bf16`` for bf16 autocast) or
+``--engine onnx`` (default for a .onnx file from ``ferkit export``, which carries the classes and
+preprocessing itself; a .safetensors checkpoint is exported to a temporary ONNX file first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("predict", help="predict expressions in photos, folders and videos",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="a ferkit .safetensors checkpoint, run folder, or exported .onnx")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="images, folders (recursive) and videos")
+    p.add_argument("--out", help="write rows to this .json or .csv file")
+    p.add_argument("--annotate", metavar="DIR", help="write annotated images (and mp4s for videos) here")
+    p.add_argument("--batch-size", type=int, default=32, help="faces per forward pass (default 32)")
+    p.add_argument("--abstain-above", type=float, default=None, metavar="U",
+                   help="mark faces whose uncertainty exceeds U as abstained")
+    p.add_argument("--engine", choices=("torch", "onnx"), default=None,
+                   help="torch or onnx (default: by the checkpoint's suffix)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="torch engine precision")
+    p.add_argument("--aligned", action="store_true", help="inputs are aligned crops: skip face detection")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th video frame")
+    p.add_argument("--smooth", type=float, default=0.0, metavar="SECONDS",
+                   help="video: certainty-weighted exponential smoothing per face track, time constant")
+    p.add_argument("--min-face", type=int, default=20, help="smallest face side searched, in pixels")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    return p
+
+
+def run(args) -> int:
+    from ferkit.errors import FerkitError
+    from ferkit.inference.inputs import expand_inputs
+    from ferkit.inference.model import load_model
+    from ferkit.inference.rows import summarise, write_rows
+
+    if args.batch_size < 1 or args.every < 1:
+        raise FerkitError("--batch-size and --every must be at least 1.")
+    if args.smooth < 0:
+        raise FerkitError("--smooth must be 0 (off) or a positive number of seconds.")
+    model = load_model(args.checkpoint, device=args.device, engine=args.engine, precision=args.precision,
+                       min_face_size=args.min_face)
+    items, notes = expand_inputs(args.inputs)
+    for note in notes:
+        print(f"ferkit predict: {note}", file=sys.stderr)
+    if not items:
+        raise FerkitError("No images or videos found in the given inputs; pass files or folders holding them.")
+    rows = []
+    for row in model.iter_predict([it.path for it in items], aligned=args.aligned,
+                                  abstain_above=args.abstain_above, batch_size=args.batch_size,
+                                  every=args.every, smooth=args.smooth):
+        if row["status"] == "failed":
+            print(f"ferkit predict: {row['error']}", file=sys.stderr)
+        rows.append(row)
+    if args.out:
+        write_rows(rows, args.out, model.classes, model.info())
+    else:
+        for r in rows:
+            where = r["file"] + (f" frame {r['frame']}" if r["frame"] is not None else "")
+            if r["status"] == "ok":
+                print(f"{where} face {r['face']}: {r['label']} p={r['confidence']:.3f} "
+                      f"u={r['uncertainty']:.3f}{' (abstained)' if r['abstained'] else ''}")
+            elif r["status"] == "no_face":
+                print(f"{where}: no face found")
+    if args.annotate:
+        from ferkit.inference.annotate import annotate_outputs
+
+        annotate_outputs(rows, items, args.annotate, every=args.every)
+    s = summarise(rows)
+    print(f"{s['faces']} face(s) in {s['inputs']} input(s); {s['no_face']} without a face, "
+          f"{s['failed']} failed, {s['abstained']} abstained" + (f"; rows in {args.out}" if args.out else ""),
+          file=sys.stderr if not args.out else sys.stdout)
+    return 1 if s["failed"] else 0

@@ -1,0 +1,118 @@
+"""ONNX export of a trained checkpoint, self-describing and checked against PyTorch.
+
+The graph takes "image" float32 (B, C, S, S), already preprocessed (aligned, normalised) with a dynamic
+batch axis, and returns "probs" (B, C), "uncertainty" (B,) (evidential u for UA-FER, 1 - max p
+otherwise) and, for methods with an expression embedding (DICE-FER), "embedding" (B, D).
+The checkpoint's metadata (classes, preprocessing, method, config) is stored in the model's
+metadata_props under "ferkit", and the export facts under "ferkit_export", so ``ferkit predict
+model.onnx ...`` needs nothing but the .onnx file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.errors import FerkitError
+from ferkit.inference.engines import ONNX_EXPORT_KEY, ONNX_META_KEY
+
+DEFAULT_OPSET = 17
+
+
+def _wrapper(method):
+    """An nn.Module whose forward is the method's predict, returning a tuple of the outputs."""
+    import torch
+    from torch import nn
+
+    class ExportedFER(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.nets = nn.ModuleDict(method.networks())     # registers every weight with the graph
+
+        def forward(self, image: torch.Tensor):
+            pred = method.predict(image)
+            probs = pred.probs.float()                                             # (B, C)
+            if pred.uncertainty is not None:
+                unc = pred.uncertainty.float()                                     # (B,)
+            else:
+                unc = 1.0 - probs.max(dim=1).values                                # (B,)
+            outs = (probs, unc)
+            if pred.embedding is not None:
+                outs = outs + (pred.embedding.float(),)                            # (B, D)
+            return outs
+
+    return ExportedFER().eval()
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = DEFAULT_OPSET, check: bool = True,
+                check_batch: int = 3, seed: int = 0) -> dict:
+    """Write ``out`` (.onnx) from ``checkpoint``; with ``check``, compare onnxruntime with PyTorch.
+
+    Returns {"path", "outputs", "uncertainty_kind", "opset", "max_abs_diff" (per output, when checked)}.
+    """
+    import torch
+
+    from ferkit.engine.checkpoint import load_method
+
+    if opset < 17:
+        raise FerkitError(f"--opset {opset} is too old; use 17 or newer.")
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise FerkitError(f"--out {out} must end in .onnx.")
+    method = load_method(checkpoint, device="cpu")
+    pre = method.preprocessing()
+    model = _wrapper(method)
+    gen = torch.Generator().manual_seed(seed)
+    example = torch.randn(2, pre.channels, pre.size, pre.size, generator=gen)      # (2, C, S, S)
+    with torch.no_grad():
+        ref = model(example)
+    names = ["probs", "uncertainty"] + (["embedding"] if len(ref) == 3 else [])
+    with torch.no_grad():
+        pred = method.predict(example)
+    kind = "evidential" if pred.uncertainty is not None else "max_prob"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    dynamic = {"image": {0: "batch"}, **{n: {0: "batch"} for n in names}}
+    try:
+        torch.onnx.export(model, (example,), str(tmp), input_names=["image"], output_names=names,
+                          dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
+        _attach_metadata(tmp, method.checkpoint_meta,
+                         {"outputs": names, "uncertainty_kind": kind, "opset": opset,
+                          "input": {"name": "image", "shape": ["batch", pre.channels, pre.size, pre.size]}})
+        tmp.replace(out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    info = {"path": str(out), "outputs": names, "uncertainty_kind": kind, "opset": opset}
+    if check:
+        info["max_abs_diff"] = parity(method, model, out, check_batch, seed + 1)
+    return info
+
+
+def _attach_metadata(path: Path, meta: dict, export_info: dict) -> None:
+    import onnx
+
+    m = onnx.load(str(path))
+    del m.metadata_props[:]
+    for key, value in ((ONNX_META_KEY, meta), (ONNX_EXPORT_KEY, export_info)):
+        prop = m.metadata_props.add()
+        prop.key, prop.value = key, json.dumps(value, default=str)
+    m.producer_name = "ferkit"
+    onnx.save(m, str(path))
+
+
+def parity(method, model, onnx_path: str | Path, batch: int = 3, seed: int = 1) -> dict[str, float]:
+    """Max absolute difference per output between onnxruntime and PyTorch on a random batch."""
+    import torch
+
+    from ferkit.inference.engines import OnnxEngine
+
+    pre = method.preprocessing()
+    x = torch.randn(batch, pre.channels, pre.size, pre.size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        ref = [t.numpy() for t in model(x)]
+    eng = OnnxEngine.load(onnx_path, device="cpu")
+    got = eng.session.run(None, {eng.input_name: x.numpy()})
+    return {name: float(np.abs(r - g).max()) for name, r, g in zip(eng.output_names, ref, got, strict=True)}

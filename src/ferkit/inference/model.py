@@ -1,0 +1,241 @@
+"""FERModel: a trained checkpoint (or an exported ONNX file) ready to predict on photos and videos.
+
+Each image goes through what the checkpoint records in ``preprocessing``: MTCNN detection, 5-point
+similarity alignment to the same template at the same size, then ``preprocess_batch`` (channels,
+normalisation, whitening). Checkpoints trained on pre-aligned data (``align="none"``, e.g. SynthFER)
+are still detected and aligned to their template, so ordinary photos work; pass ``aligned=True`` when
+the inputs already are aligned crops, which then skip detection and are only resized.
+
+Faces are detected per image and classified in batches of ``batch_size`` faces (one forward pass each).
+Uncertainty is the evidential u = C / S for models that have it (UA-FER), else 1 - max_c p_c;
+``info()["uncertainty"]`` says which.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferkit.data.preprocessing import Preprocessing
+from ferkit.errors import CheckpointError, FerkitError
+from ferkit.inference.engines import OnnxEngine, TorchEngine
+from ferkit.inference.rows import error_row, face_row
+
+UNCERTAINTY_KINDS = {
+    "evidential": "evidential u = C / S of the Dirichlet (UA-FER); in [0, 1], higher is less certain",
+    "max_prob": "1 - max_c p_c (the model has no uncertainty head); in [0, 1 - 1/C]",
+}
+
+
+def load_model(path: str | Path, device: str = "auto", engine: str | None = None,
+               precision: str = "fp32", min_face_size: int = 20) -> FERModel:
+    """Load a ferkit checkpoint (``.safetensors`` or run folder) or a ``ferkit export`` ``.onnx`` file.
+
+    engine: "torch", "onnx", or None (by the file's suffix). ``engine="onnx"`` with a ``.safetensors``
+    checkpoint exports it to a temporary ONNX file first. precision: "fp32" or "bf16" (torch engine).
+    """
+    p = Path(path)
+    is_onnx = p.suffix.lower() == ".onnx"
+    engine = engine or ("onnx" if is_onnx else "torch")
+    if engine not in ("torch", "onnx"):
+        raise FerkitError(f"Unknown engine '{engine}'; use torch or onnx.")
+    if engine == "torch" and is_onnx:
+        raise CheckpointError(f"{p} is an ONNX file; run it with --engine onnx, or pass the .safetensors checkpoint.")
+    if engine == "onnx":
+        if not is_onnx:
+            from ferkit.export import export_onnx
+
+            tmp = Path(tempfile.mkdtemp(prefix="ferkit-onnx-")) / "model.onnx"
+            export_onnx(p, tmp, check=False)
+            p = tmp
+        eng = OnnxEngine.load(p, device=device)
+    else:
+        from ferkit.engine.checkpoint import load_method
+
+        eng = TorchEngine(load_method(p, device=device), precision=precision)
+    return FERModel(eng, source=str(path), device=device, min_face_size=min_face_size)
+
+
+class FERModel:
+    """A loaded model: ``predict(inputs)`` returns one row (dict) per face; see ``ferkit.inference.rows``."""
+
+    def __init__(self, engine: TorchEngine | OnnxEngine, source: str = "", device: str = "auto",
+                 min_face_size: int = 20):
+        self.engine = engine
+        self.meta: dict = engine.meta
+        self.source = source
+        try:
+            self.classes: tuple[str, ...] = tuple(self.meta["label_space"]["classes"])
+            self.preprocessing = Preprocessing.from_dict(self.meta["preprocessing"])
+            self.method: str = str(self.meta["method"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{source} lacks or has a malformed '{e}' entry; it is damaged.") from None
+        self.uncertainty_kind = engine.uncertainty_kind
+        self._device = device
+        self._min_face = min_face_size
+        self._detector = None
+
+    # --- description --------------------------------------------------------------------------------
+    def info(self) -> dict:
+        """Classes, method, preprocessing, versions, engine, and what "uncertainty" means."""
+        from ferkit import __version__
+
+        return {"classes": list(self.classes), "method": self.method,
+                "preprocessing": self.preprocessing.to_dict(),
+                "version": self.meta.get("ferkit_version"), "ferkit_version": __version__,
+                "engine": self.engine.name, "uncertainty": UNCERTAINTY_KINDS[self.uncertainty_kind],
+                "uncertainty_kind": self.uncertainty_kind, "source": self.source,
+                "describe": self.meta.get("describe", {})}
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from ferkit.data.faces import FaceDetector
+            from ferkit.engine.devices import resolve_device
+
+            self._detector = FaceDetector(device=str(resolve_device(self._device)),
+                                          min_face_size=self._min_face)
+        return self._detector
+
+    # --- the forward pass on crops -------------------------------------------------------------------
+    def predict_crops(self, crops: list[np.ndarray], batch_size: int = 32) -> dict[str, np.ndarray | None]:
+        """Aligned uint8 crops -> "probs" (N, C), "uncertainty" (N,), "embedding" (N, D) or None."""
+        from ferkit.data.transforms import preprocess_batch
+
+        out: dict[str, list] = {"probs": [], "uncertainty": [], "embedding": []}
+        for i in range(0, len(crops), batch_size):
+            x = preprocess_batch(crops[i:i + batch_size], self.preprocessing)   # (B, C, S, S)
+            res = self.engine.forward(x)
+            for k in out:
+                if res.get(k) is not None:
+                    out[k].append(res[k])
+        return {k: (np.concatenate(v) if v else None) for k, v in out.items()}
+
+    def align(self, image: np.ndarray, aligned: bool = False) -> tuple[list, list[np.ndarray]]:
+        """Faces (or [None] when ``aligned``) and their crops as the checkpoint's preprocessing says."""
+        from ferkit.data.faces import align_face
+
+        if aligned:
+            return [None], [image]
+        faces = self.detector.detect(image)
+        pre = self.preprocessing
+        return faces, [align_face(image, f.landmarks, pre.size, pre.template) for f in faces]
+
+    # --- rows ---------------------------------------------------------------------------------------
+    def predict(self, inputs: Any, aligned: bool = False, abstain_above: float | None = None,
+                batch_size: int = 32, every: int = 1, smooth: float = 0.0) -> list[dict]:
+        """One row per face for image paths, folders, videos, PIL images or uint8 arrays (see module doc)."""
+        return list(self.iter_predict(inputs, aligned=aligned, abstain_above=abstain_above,
+                                      batch_size=batch_size, every=every, smooth=smooth))
+
+    def iter_predict(self, inputs: Any, aligned: bool = False, abstain_above: float | None = None,
+                     batch_size: int = 32, every: int = 1, smooth: float = 0.0) -> Iterator[dict]:
+        """``predict`` as a stream: rows come out in input order as each batch of faces is classified."""
+        from ferkit.inference.video import predict_video
+
+        if batch_size < 1 or every < 1:
+            raise FerkitError("--batch-size and --every must be at least 1.")
+        pending = PendingFaces(self, batch_size, abstain_above)
+        for name, kind, obj in _sources(inputs):
+            if kind == "video":
+                yield from pending.flush()
+                yield from predict_video(self, obj, name, aligned=aligned, abstain_above=abstain_above,
+                                         batch_size=batch_size, every=every, smooth=smooth)
+                continue
+            if kind == "error":
+                pending.add(error_row(name, obj))
+                continue
+            faces, crops = self.align(obj, aligned)
+            if not faces:
+                pending.add(error_row(name, "no face found", status="no_face"))
+            for k, (face, crop) in enumerate(zip(faces, crops, strict=True)):
+                pending.add({"file": name, "face": k, "_face": face}, crop)
+            if pending.full():
+                yield from pending.flush()
+        yield from pending.flush()
+
+
+class PendingFaces:
+    """Rows waiting for their batch: ``add`` rows (with a crop when they are faces), ``flush`` in order."""
+
+    def __init__(self, model: FERModel, batch_size: int, abstain_above: float | None):
+        self.model, self.batch_size, self.abstain_above = model, batch_size, abstain_above
+        self.rows: list[dict] = []
+        self.crops: list[np.ndarray] = []
+
+    def add(self, row: dict, crop: np.ndarray | None = None) -> None:
+        if crop is not None:
+            row["_crop"] = len(self.crops)
+            self.crops.append(crop)
+        self.rows.append(row)
+
+    def full(self) -> bool:
+        return len(self.crops) >= self.batch_size
+
+    def flush(self) -> list[dict]:
+        rows, crops = self.rows, self.crops
+        self.rows, self.crops = [], []
+        res = self.model.predict_crops(crops, self.batch_size) if crops else {}
+        out = []
+        for row in rows:
+            if "_crop" not in row:
+                out.append(row)
+                continue
+            i = row.pop("_crop")
+            out.append(face_row(row, row.pop("_face"), res["probs"][i], float(res["uncertainty"][i]),
+                                self.model.classes, self.abstain_above))
+        return out
+
+
+def _sources(inputs: Any) -> Iterable[tuple[str, str, Any]]:
+    """(name, kind, payload): kind "image" (RGB array), "video" (path) or "error" (one sentence)."""
+    from ferkit.data.io import read_image, to_rgb_array
+    from ferkit.errors import ImageReadError
+    from ferkit.inference.inputs import expand_inputs
+
+    if isinstance(inputs, (str, Path, np.ndarray)) or hasattr(inputs, "getpixel"):
+        inputs = [inputs]
+    for i, item in enumerate(inputs):
+        if isinstance(item, np.ndarray):
+            try:
+                yield f"<array {i}>", "image", _array_to_rgb(item)
+            except FerkitError as e:
+                yield f"<array {i}>", "error", str(e)
+            continue
+        if hasattr(item, "getpixel"):                                   # a PIL image
+            try:
+                yield f"<image {i}>", "image", to_rgb_array(item, f"<image {i}>")
+            except FerkitError as e:
+                yield f"<image {i}>", "error", str(e)
+            continue
+        items, notes = expand_inputs([item])
+        for note in notes:
+            warnings.warn(note, stacklevel=3)
+        for it in items:
+            name = str(it.path)
+            if it.kind == "missing":
+                yield name, "error", f"{name} does not exist; check the path."
+            elif it.kind == "video":
+                yield name, "video", it.path
+            else:
+                try:
+                    yield name, "image", read_image(it.path)
+                except ImageReadError as e:
+                    yield name, "error", str(e)
+
+
+def _array_to_rgb(a: np.ndarray) -> np.ndarray:
+    if a.dtype != np.uint8:
+        raise FerkitError(f"Arrays must be uint8 images, got {a.dtype}; scale to 0..255 and convert.")
+    if a.ndim == 2:
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if a.ndim == 3 and a.shape[2] in (3, 4):
+        return np.ascontiguousarray(a[:, :, :3])
+    if a.ndim == 3 and a.shape[2] == 1:
+        return np.repeat(a, 3, axis=2)
+    raise FerkitError(f"Arrays must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) images, got {a.shape}.")
