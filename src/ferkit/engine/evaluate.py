@@ -15,7 +15,8 @@ from ferkit.data.records import DatasetSplit
 
 
 def collect_predictions(method, split: DatasetSplit, batch_size: int = 64, num_workers: int = 0,
-                        amp_dtype: torch.dtype | None = None, progress: bool = False) -> dict:
+                        amp_dtype: torch.dtype | None = None, progress: bool = False,
+                        cache_dir: str | None = None) -> dict:
     """Run ``method.predict`` over ``split`` (test-time transform, no augmentation).
 
     Returns numpy arrays: "probs" (N, C), "uncertainty" (N,) or None, "embedding" (N, D) or None,
@@ -28,8 +29,9 @@ def collect_predictions(method, split: DatasetSplit, batch_size: int = 64, num_w
 
     method.eval_mode()
     transform = build_transform(method.preprocessing(), train=False)
-    loader = DataLoader(FERDataset(split, transform), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers)
+    dataset = FERDataset(split, transform, cache_dir=cache_dir, progress=progress)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        generator=torch.Generator().manual_seed(0))   # leaves the global RNG untouched
     if progress:
         from tqdm.auto import tqdm
 
@@ -82,9 +84,9 @@ def accuracy_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_split(method, split: DatasetSplit, batch_size: int = 64, num_workers: int = 0,
-                   amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+                   amp_dtype: torch.dtype | None = None, cache_dir: str | None = None) -> dict[str, float]:
     """Accuracy metrics of ``method`` on ``split`` (plus mean uncertainty where the method has one)."""
-    out = collect_predictions(method, split, batch_size, num_workers, amp_dtype)
+    out = collect_predictions(method, split, batch_size, num_workers, amp_dtype, cache_dir=cache_dir)
     metrics = accuracy_metrics(out["probs"], out["labels"])
     if out["uncertainty"] is not None and len(out["uncertainty"]):
         metrics["mean_uncertainty"] = float(np.mean(out["uncertainty"]))

@@ -77,10 +77,8 @@ class TrainData:
         self.seed = int(cfg.train.seed)
         transform = build_transform(method.preprocessing(), train=True, augment=method.train_augment(phase))
         views = method.extra_views() or None
-        cache_dir = None
-        if cfg.data.cache and any(not isinstance(s.image, np.ndarray) for s in split.samples[:1]):
-            cache_dir = str(_cache_root(cfg))
-        base = FERDataset(split, transform, extra_views=views, cache_dir=cache_dir)
+        base = FERDataset(split, transform, extra_views=views, cache_dir=cache_root(cfg),
+                          progress=info.is_main)
         if phase.batch_kind == "pairs":
             from ferkit.data.pairs import PairDataset
 
@@ -125,10 +123,15 @@ class TrainData:
                           pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
 
-def _cache_root(cfg):
+def cache_root(cfg) -> str | None:
+    """Where prepared image caches go: $FERKIT_CACHE_DIR, else ``.cache`` beside the run folder (shared
+    by runs and folds; each cache is named by a hash of its images and preprocessing). None when off."""
+    import os
     from pathlib import Path
 
-    return Path(cfg.train.out) / "cache"
+    if not cfg.data.cache:
+        return None
+    return os.environ.get("FERKIT_CACHE_DIR") or str(Path(cfg.train.out).resolve().parent / ".cache")
 
 
 def batch_plan(data: TrainData, epoch: int, batch_size: int, limit: int | None, info) -> list[list[tuple]]:
@@ -140,7 +143,8 @@ def batch_plan(data: TrainData, epoch: int, batch_size: int, limit: int | None, 
         raise ConfigError(f"train.batch_size must be at least 1, got {batch_size}.")
     plan = [keys[i:i + batch_size] for i in range(0, len(keys), batch_size)]
     if len(plan) >= 2 and len(plan[-1]) == 1 and batch_size > 1:
-        plan[-2] = plan[-2] + plan.pop()
+        last = plan.pop()
+        plan[-1] = plan[-1] + last
     if limit is not None:
         plan = plan[:max(1, int(limit))]
     return plan

@@ -30,7 +30,7 @@ from ferkit.engine.checkpoint import (
 from ferkit.engine.devices import amp_dtype, describe_precision, resolve_device
 from ferkit.engine.evaluate import evaluate_split
 from ferkit.engine.logging import RunLogger
-from ferkit.engine.loop import EpochStats, Position, TrainData, batch_plan, move_batch
+from ferkit.engine.loop import EpochStats, Position, TrainData, batch_plan, cache_root, move_batch
 from ferkit.engine.method import StepContext
 from ferkit.engine.seeding import capture_rng, restore_rng, seed_everything
 from ferkit.errors import CheckpointError, DataError, TrainingError
@@ -282,7 +282,7 @@ class _Run:
         if due and self.val_name is not None:
             if self.info.is_main:
                 val = evaluate_split(self.method, self.splits[self.val_name], cfg.train.batch_size,
-                                     cfg.data.num_workers, self.amp)
+                                     cfg.data.num_workers, self.amp, cache_root(cfg))
                 row.update({"eval_split": self.val_name, "eval_accuracy": val["accuracy"],
                             "eval_mean_class_accuracy": val["mean_class_accuracy"]})
             dist_utils.barrier(self.info)
@@ -328,7 +328,7 @@ class _Run:
                          "train_seconds": round(self.elapsed, 2), "validated_on": self.val_name, "best": self.best}
         test = self.splits.get("test")
         if test is not None and len(test) and self.info.is_main:
-            args = (cfg.train.batch_size, cfg.data.num_workers, self.amp)
+            args = (cfg.train.batch_size, cfg.data.num_workers, self.amp, cache_root(cfg))
             last = evaluate_split(self.method, test, *args)
             metrics["test_last"] = last
             best_path = self.ckpt_dir / "best.safetensors"

@@ -1,0 +1,78 @@
+"""The training loop: non-finite steps are refused and counted, a run of them stops training, data order."""
+
+from __future__ import annotations
+
+import csv
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from engine_helpers import TinyMethod, tiny_config, toy_splits, weights
+from ferkit.engine.checkpoint import read_checkpoint
+from ferkit.engine.trainer import train
+from ferkit.errors import TrainingError
+
+
+def test_nonfinite_steps_are_refused_counted_and_logged(tmp_path):
+    TinyMethod.trace.clear()
+    cfg = tiny_config(tmp_path / "run", epochs=1, model={"nan_steps": [1, 3]})
+    result = train(cfg, splits=toy_splits(), progress=False)
+    trace = {step: (ok, changed) for step, ok, changed in TinyMethod.trace}
+    assert len(trace) == 7                                    # 56 samples / batch 8
+    for step in (1, 3):
+        assert trace[step] == (False, False)                  # refused, weights untouched
+    for step in (0, 2, 4, 5, 6):
+        assert trace[step] == (True, True)                    # normal steps do update
+    assert result.metrics["refused_steps"] == 2
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert rows[0]["refused_steps"] == "2"
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "step 1: 'ce' is not finite; step refused" in log and "step 3:" in log
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["refused_steps"] == 2
+    assert all(torch.isfinite(t).all() for t in weights(result.run_dir / "checkpoints" / "last.safetensors").values())
+
+
+def test_nonfinite_in_a_row_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path / "run", epochs=3, max_nonfinite_in_row=3, model={"nan_from": 7})
+    with pytest.raises(TrainingError, match=r"3 steps in a row had a non-finite 'ce'.*last good checkpoint"):
+        train(cfg, splits=toy_splits(), progress=False)
+    ckpt = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    assert ckpt.meta["position"] == {"phase": 0, "epoch": 1, "batch": 0, "global_step": 7}   # end of epoch 1
+    good = tiny_config(tmp_path / "good", epochs=1)
+    ref = train(good, splits=toy_splits(), progress=False)
+    ref_w = weights(ref.run_dir / "checkpoints" / "last.safetensors")
+    assert all(torch.equal(ckpt.tensors[k], ref_w[k]) for k in ref_w)
+
+
+def test_all_nan_from_the_start_stops_with_a_readable_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path / "run", epochs=1, max_nonfinite_in_row=4, model={"nan_from": 0})
+    with pytest.raises(TrainingError, match="4 steps in a row"):
+        train(cfg, splits=toy_splits(), progress=False)
+    ckpt = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    assert all(torch.isfinite(t).all() for t in ckpt.tensors.values())
+
+
+def test_data_order_is_seeded_sharded_and_complete(tmp_path):
+    from ferkit.engine.loop import TrainData, batch_plan
+    from ferkit.methods.registry import get_method
+
+    cfg = tiny_config(tmp_path / "run")
+    split = toy_splits(n_train=29)["train"]
+    method = get_method("tiny_test")(cfg, split.label_space, torch.device("cpu"))
+    phase = method.phases()[0]
+
+    def indices(rank: int, world: int, epoch: int) -> list[int]:
+        info = SimpleNamespace(rank=rank, world_size=world, is_main=rank == 0)
+        data = TrainData(method, phase, 0, split, cfg, info)
+        return [k[2] for b in batch_plan(data, epoch, 4, None, info) for k in b]
+
+    one = indices(0, 1, 0)
+    assert sorted(one) == list(range(29))                               # every sample once
+    assert one == indices(0, 1, 0) and one != indices(0, 1, 1)           # seeded per epoch
+    r0, r1 = indices(0, 2, 0), indices(1, 2, 0)
+    assert len(r0) == len(r1) == 15                                      # padded to 30 like DistributedSampler
+    assert set(r0) | set(r1) == set(range(29))
+    assert np.array_equal(np.array(r0 + r1)[np.argsort(np.r_[0:30:2, 1:30:2])][:29], np.array(one))
