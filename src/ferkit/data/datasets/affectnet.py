@@ -3,7 +3,8 @@
 Columns: subDirectory_filePath, face_x, face_y, face_width, face_height, facial_landmarks, expression,
 valence, arousal; images under ``Manually_Annotated_Images/``. ``validation.csv`` is the test split (the
 standard protocol). Expression codes 8 (none), 9 (uncertain) and 10 (no face) are excluded, and contempt
-(7) too for the 7-class ``affectnet``; every excluded row is counted in ``info["excluded"]``. The face box
+(7) too for the 7-class ``affectnet``; every excluded row is counted, per split and reason, in
+``info["excluded"]`` (e.g. ``{"train": {"none": 3, ...}, "test": {...}}``). The face box
 (x, y, w, h) and the 68 landmarks (68, 2) are kept in ``meta``. Some copies of ``validation.csv`` lack the
 header line; such a file is read with the standard column order and a note says so.
 """
@@ -99,12 +100,13 @@ def make_loader(num_classes: int):
     def load(root: Path, options: dict) -> AdapterResult:
         name = "affectnet" if num_classes == 7 else "affectnet8"
         image_root = root / "Manually_Annotated_Images"
-        excluded = {v: 0 for k, v in EXCLUDED_NAMES.items() if k >= num_classes}
+        excluded: dict[str, dict[str, int]] = {}
         notes: list[str] = []
         samples: list[Sample] = []
         for split, fname in FILES.items():
             path = require_file(root / fname, root, name)
-            samples += read_csv(path, fname, split, image_root, num_classes, excluded, notes)
+            excluded[split] = {v: 0 for k, v in EXCLUDED_NAMES.items() if k >= num_classes}
+            samples += read_csv(path, fname, split, image_root, num_classes, excluded[split], notes)
         if not samples:
             raise DataError(f"No usable rows in {root / FILES['train']}; check that it is AffectNet's list.")
         check_exist((s.image for s in samples), f"{rel(image_root, root)} (from the AffectNet csv files)")
