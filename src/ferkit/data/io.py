@@ -84,10 +84,10 @@ def to_rgb_array(img, source: str | Path = "<image>") -> np.ndarray:
             img = img.convert("RGB")
         except (ValueError, OSError) as e:
             raise ImageReadError(f"Image {source} has mode {mode}, which cannot be converted to RGB ({e}).") from None
-    arr = np.asarray(img, dtype=np.uint8)
+    arr = np.array(img, dtype=np.uint8)                    # a writable copy
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ImageReadError(f"Image {source} decoded to shape {arr.shape}, not (H, W, 3).")
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 def _high_depth_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:

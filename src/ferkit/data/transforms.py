@@ -39,7 +39,8 @@ def to_chw_uint8(image: np.ndarray) -> torch.Tensor:
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
         raise ValueError(f"images must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {arr.shape}")
     arr = arr[:, :, :3] if arr.shape[2] == 4 else arr
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()   # (C, H, W)
+    arr = np.ascontiguousarray(arr) if arr.flags.writeable else np.array(arr)          # torch needs writable
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()                         # (C, H, W)
 
 
 def resize_uint8(img: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
