@@ -253,6 +253,8 @@ def test_split_rows_groups_faces_by_image():
     assert [len(g) for g in split_rows(rows, 3)] == [2, 1, 1]
     with pytest.raises(RuntimeError):
         split_rows(rows, 2)
+    named = [{"file": "<array 0>", "face": 0}, {"file": "<array 0>", "face": 1}, {"file": "<array 1>", "face": 1}]
+    assert [len(g) for g in split_rows(named, 2)] == [2, 1]
 
 
 def test_bad_limits_are_refused():

@@ -3,7 +3,8 @@
 The model is injected: any object with ``predict(list_of_uint8_rgb_arrays, abstain_above=U) -> rows``
 and ``info() -> dict`` (:class:`ferkit.inference.FERModel` is one). ``predict`` returns, in input order,
 one row per detected face (``face`` = 0, 1, ...) or a single row with ``face`` None and an ``error``
-when an image has no face; :func:`split_rows` uses that to hand each request its own rows.
+when an image has no face; :func:`split_rows` uses that (and the rows' ``file``) to hand each request
+its own rows, whose ``file`` then becomes the uploaded file's name.
 
 Every refusal is JSON ``{"error": "<one sentence>"}`` with a 4xx/5xx status; a failure in one request
 never stops the server.
@@ -62,10 +63,11 @@ def jsonable(obj: Any) -> Any:
 
 
 def split_rows(rows: list[dict], n_images: int) -> list[list[dict]]:
-    """Group ``predict``'s rows by image: a row with ``face`` None or 0 starts the next image's rows."""
+    """Group ``predict``'s rows by image, in order: a row starts the next image's rows when its ``file``
+    differs from the previous row's (FERModel names arrays "<array i>") or its ``face`` is None or 0."""
     groups: list[list[dict]] = []
     for row in rows:
-        if row.get("face") in (None, 0) or not groups:
+        if not groups or row.get("face") in (None, 0) or row.get("file") != groups[-1][-1].get("file"):
             groups.append([])
         groups[-1].append(row)
     if len(groups) != n_images:

@@ -1,0 +1,101 @@
+"""`ferkit serve` over a real trained checkpoint and real MTCNN face detection: the astronaut photo over
+HTTP, batched answers identical to one-at-a-time answers, and the CLI's argument checks."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from ferkit.serve.app import create_app
+from ferkit.serve.limits import Limits
+from ferkit.serve.server import BackgroundServer
+from ferkit_testmodels import tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def real_model(tmp_path_factory):
+    from ferkit.inference import load_model
+
+    return load_model(tiny_checkpoint(tmp_path_factory.getbasetemp() / "models"), device="cpu")
+
+
+def encode(arr: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()                                  # (512, 512, 3) uint8, one face
+
+
+def test_astronaut_over_http_matches_predict(real_model, astronaut):
+    direct = real_model.predict([astronaut], abstain_above=0.5)
+    with BackgroundServer(create_app(real_model, Limits(), abstain_above=0.5)) as srv:
+        r = httpx.post(srv.url + "/predict", files={"file": ("astronaut.png", encode(astronaut), "image/png")},
+                       timeout=60)
+        blank = httpx.post(srv.url + "/predict", timeout=60,
+                           files={"file": ("blank.png", encode(np.full((64, 64, 3), 128, np.uint8)), "image/png")})
+        model = httpx.get(srv.url + "/model").json()
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["image"] == {"width": 512, "height": 512}
+    assert model["method"] == "baseline" and model["classes"] == list(real_model.classes)
+    assert model["preprocessing"]["size"] == 64 and model["version"]
+    (row,) = body["rows"]
+    x1, y1, x2, y2 = row["box"]
+    assert 150 < (x1 + x2) / 2 < 300 and 50 < (y1 + y2) / 2 < 220     # the astronaut's face
+    assert row["file"] == "astronaut.png" and row["status"] == "ok" and row["error"] is None
+    assert set(row["probs"]) == set(real_model.classes)
+    assert sum(row["probs"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert row["label"] == direct[0]["label"]
+    for c in real_model.classes:
+        assert row["probs"][c] == pytest.approx(direct[0]["probs"][c], abs=1e-5)
+    # a 7-class model this little trained is uncertain: u = 1 - max p > 0.5, so it abstains
+    assert row["uncertainty"] > 0.5 and row["abstained"] is True
+    (none,) = blank.json()["rows"]
+    assert blank.status_code == 200 and none["face"] is None and none["error"] == "no face found"
+
+
+def test_batched_answers_equal_single_answers(real_model, astronaut):
+    """Three different views of the photo sent at once share forward passes yet get their own rows."""
+    half = np.ascontiguousarray(astronaut[::2, ::2])        # (256, 256, 3): keeps detection quick
+    crops = [half, half[:, ::-1].copy(), half[10:240, 5:250].copy()]
+    singles = [real_model.predict([c])[0] for c in crops]
+    app = create_app(real_model, Limits(max_batch=3, batch_wait_ms=500))
+    out: dict[int, httpx.Response] = {}
+    with BackgroundServer(app) as srv:
+        def go(i: int) -> None:
+            out[i] = httpx.post(srv.url + "/predict", timeout=60,
+                                files={"file": (f"c{i}.png", encode(crops[i]), "image/png")})
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        health = httpx.get(srv.url + "/health").json()
+    assert health["served"] == 3 and health["largest_batch"] >= 2       # at least two shared a batch
+    for i, single in enumerate(singles):
+        (row,) = out[i].json()["rows"]
+        assert row["file"] == f"c{i}.png"
+        assert row["box"] == pytest.approx(single["box"], abs=0.05)
+        for c in real_model.classes:
+            assert row["probs"][c] == pytest.approx(single["probs"][c], abs=1e-5)
+
+
+def test_cli_refuses_bad_limits_before_loading(tmp_path, capsys):
+    from ferkit.cli import main
+
+    code = main(["serve", str(tmp_path / "missing.safetensors"), "--queue-size", "0"])
+    assert code == 2 and "--queue-size must be positive" in capsys.readouterr().err
+    code = main(["serve", str(tmp_path / "missing.safetensors")])
+    err = capsys.readouterr().err
+    assert code != 0 and "missing.safetensors" in err and "Traceback" not in err
