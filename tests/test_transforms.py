@@ -128,3 +128,32 @@ def test_pairs_over_a_real_layout(tmp_path):
     subj = split.subjects
     ok = subj[pairs.partners] != subj
     assert ok.sum() + pairs.info["same_subject_fallback"] + pairs.info["self_pairs"] == len(split)
+
+
+def test_align_option_warps_faces_into_the_cache(tmp_path, monkeypatch):
+    from ferkit.data import faces
+
+    marks = faces.template_landmarks(64, "default") + 3.0         # a "detected" face, shifted by 3 px
+
+    class StubDetector:
+        min_face_size = 20
+
+        def __init__(self, device="cpu"):
+            pass
+
+        def detect(self, image):
+            return [faces.Face(box=np.array([0, 0, 64, 64], dtype=np.float32), landmarks=marks, score=0.99)]
+
+    monkeypatch.setattr(faces, "FaceDetector", StubDetector)
+    make_rafdb(tmp_path, rows=[("train_00001.jpg", 4), ("train_00002.jpg", 1)])
+    img = _image(7, 64, 64)
+    split = load_dataset("rafdb", tmp_path, split="train", align=True)
+    Image.fromarray(img).save(split.samples[0].image, quality=100)
+    pre = Preprocessing(size=16, channels=3, mean=(0.5,), std=(0.5,), align="mtcnn5")
+    t = build_transform(pre, train=False)
+    ds = FERDataset(split, t, cache_dir=str(tmp_path / "c"), progress=False)
+    decoded = np.asarray(Image.open(split.samples[0].image).convert("RGB"))
+    assert torch.equal(ds[0]["image"], t(faces.align_face(decoded, marks, 16, "default")))
+    assert ds.cache.manifest["no_face_found"] == 1                # the 12-px image is too small to search
+    plain = FERDataset(load_dataset("rafdb", tmp_path, split="train"), t)
+    assert not plain.align and not torch.equal(plain[0]["image"], ds[0]["image"])

@@ -40,6 +40,9 @@ class Aligner:
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         from ferkit.data.faces import align_face
 
+        if min(image.shape[:2]) < 2 * self.detector.min_face_size:     # too small for MTCNN's pyramid
+            self.no_face += 1
+            return None
         faces = self.detector.detect(image)
         if not faces:
             self.no_face += 1
