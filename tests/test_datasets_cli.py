@@ -67,3 +67,13 @@ def test_splits_from_config_synthetic_folder(tmp_path):
     splits = splits_from_config(DataConfig(dataset="synthetic", data_path=str(tmp_path)))
     assert [len(splits[k]) for k in ("train", "val", "test")] == [28, 7, 7]
     assert splits["val"].info["val_source"] == "native"
+
+
+def test_splits_from_config_renders_synthfer_in_memory():
+    cfg = DataConfig(dataset="synthetic", data_path="", synth_identities=6, synth_images_per_identity=7)
+    splits = splits_from_config(cfg)
+    subj = {k: set(v.subjects.tolist()) for k, v in splits.items()}
+    assert sum(len(v) for v in splits.values()) == 42
+    assert not (subj["train"] & subj["val"]) and not (subj["train"] & subj["test"]) and not (subj["val"] & subj["test"])
+    img = splits["train"].samples[0].image
+    assert img.dtype.name == "uint8" and img.ndim == 3 and splits["train"].info["rendered"]["identities"] == 6
