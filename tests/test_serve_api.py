@@ -142,6 +142,7 @@ def test_health_and_model(server):
     ("empty", 400, "empty"),
     ("truncated", 400, "truncated"),
     ("too-large", 413, "MiB"),
+    ("too-large-chunked", 413, "MiB"),
     ("too-many-pixels", 413, "pixels"),
     ("bomb-header", 413, "pixels"),
     ("wrong-part-type", 415, "text/plain"),
@@ -158,7 +159,12 @@ def test_bad_uploads_get_4xx_with_one_sentence(server, case, status, words):
     elif case == "truncated":
         r = post(client, png(size=(200, 200), noise=True)[:3000])
     elif case == "too-large":
-        r = post(client, png(size=(200, 200), noise=True))              # ~120 KB > 0.05 MiB
+        r = post(client, png(size=(300, 300), noise=True))              # ~270 KB > 0.05 MiB
+    elif case == "too-large-chunked":                                   # no Content-Length to go by
+        body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n"
+                b"Content-Type: image/png\r\n\r\n" + png(size=(300, 300), noise=True) + b"\r\n--b--\r\n")
+        chunks = (body[i:i + 8192] for i in range(0, len(body), 8192))
+        r = client.post("/predict", content=chunks, headers={"content-type": "multipart/form-data; boundary=b"})
     elif case == "too-many-pixels":
         r = post(client, png(size=(600, 500)))                          # 300k > 250k pixels, small file
     elif case == "bomb-header":
@@ -176,6 +182,23 @@ def test_bad_uploads_get_4xx_with_one_sentence(server, case, status, words):
     assert words in msg and msg.endswith(".") and msg.count(". ") == 0
     # the server keeps serving
     assert post(client, png()).status_code == 200
+
+
+class BrokenModel(FakeModel):
+    """TEST DOUBLE whose forward pass fails on green images (a bug in a model)."""
+
+    def predict(self, images, abstain_above=None):
+        if any(im[..., 1].mean() > 200 for im in images):
+            raise RuntimeError("shape mismatch in layer4")
+        return super().predict(images, abstain_above)
+
+
+def test_model_failure_is_a_json_500_and_the_server_goes_on():
+    with BackgroundServer(create_app(BrokenModel(), Limits(max_batch=1))) as srv:
+        bad = httpx.post(srv.url + "/predict", files={"file": ("g.png", png((0, 255, 0)), "image/png")})
+        good = httpx.post(srv.url + "/predict", files={"file": ("r.png", png((255, 0, 0)), "image/png")})
+    assert bad.status_code == 500 and "shape mismatch in layer4" in bad.json()["error"]
+    assert good.status_code == 200 and good.json()["rows"][0]["label"] == "red"
 
 
 def test_unknown_path_is_json_404(server):

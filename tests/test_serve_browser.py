@@ -16,7 +16,8 @@ from ferkit_testmodels import tiny_checkpoint
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]   # a synthetic webcam
 FACE_COLOUR = (0x1F, 0x6F, 0xEB)          # COLOURS[0] in static/app.js: the first confident face
 UNCERTAIN_COLOUR = (0xD9, 0x77, 0x06)     # UNCERTAIN in static/app.js
 
@@ -48,6 +49,17 @@ def _upload_and_read(page, url: str, photo: Path, shot: Path) -> dict:
     return seen
 
 
+def _webcam_capture(page, url: str) -> dict:
+    """Start the (fake) webcam, capture a frame, and return what the server answered for it."""
+    page.goto(url + "/")
+    page.click("#camera-start")
+    page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=30_000)
+    page.click("#camera-capture")
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    return page.evaluate("() => ({rows: window.ferkitLast.rows, image: window.ferkitLast.image,"
+                         " status: document.getElementById('status').textContent})")
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed at /usr/bin/chromium")
 def test_page_boxes_labels_and_charts_the_astronaut(tmp_path: Path, tmp_path_factory):
@@ -70,8 +82,16 @@ def test_page_boxes_labels_and_charts_the_astronaut(tmp_path: Path, tmp_path_fac
                     results[name] = _upload_and_read(page, srv.url, photo, tmp_path / f"serve-{name}.png")
                     results[name]["url"] = srv.url
                     page.close()
+                    if name == "uncertain":
+                        context = browser.new_context()
+                        context.grant_permissions(["camera"], origin=srv.url)
+                        webcam = _webcam_capture(context.new_page(), srv.url)
+                        context.close()
         finally:
             browser.close()
+    # the webcam frame (Chromium's synthetic test pattern, no face) went through the same upload path
+    assert webcam["rows"][0]["file"] == "webcam.jpg" and webcam["image"]["width"] > 0
+    assert webcam["rows"][0]["face"] is None and "no face" in webcam["status"].lower()
     classes = list(model.classes)
     for name, seen in results.items():
         row = seen["row"]
