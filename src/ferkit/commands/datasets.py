@@ -48,8 +48,9 @@ def _list_all(as_json: bool) -> int:
         return 0
     print(f"{'name':<11} {'classes':<8} {'splits':<22} subjects  layout")
     for n, i in DATASETS.items():
-        first = i.layout.splitlines()[1].strip() if len(i.layout.splitlines()) > 1 else ""
-        print(f"{n:<11} {i.label_space.num_classes:<8} {'/'.join(i.splits):<22} "
+        first = i.layout.splitlines()[1].split("#")[0].strip() if len(i.layout.splitlines()) > 1 else ""
+        classes = "folders" if n == "folder" else str(i.label_space.num_classes)
+        print(f"{n:<11} {classes:<8} {'/'.join(i.splits):<22} "
               f"{'yes' if i.has_subjects else 'no':<9} {first}")
     print("\n`ferkit datasets NAME` shows a layout; add --data-path PATH to summarise a copy.")
     return 0
@@ -66,7 +67,9 @@ def _show_layout(name: str, as_json: bool) -> int:
     print(f"{name}: {info.label_space.num_classes} classes ({', '.join(info.label_space.classes)}); "
           f"splits {'/'.join(info.splits)}; subjects {'known' if info.has_subjects else 'unknown'}")
     print(info.layout)
-    for key, text in info.options.items():
+    from ferkit.data.datasets.base import COMMON_OPTIONS
+
+    for key, text in {**info.options, **COMMON_OPTIONS}.items():
         print(f"  --option {key}=...   {text}")
     return 0
 
