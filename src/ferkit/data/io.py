@@ -99,18 +99,3 @@ def _high_depth_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
         a = a * 255.0
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) from the header only; raises ImageReadError like :func:`read_image`."""
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise ImageReadError(f"Image {p} does not exist; check the path.")
-    try:
-        with Image.open(p) as img:
-            return img.size
-    except UnidentifiedImageError:
-        raise ImageReadError(f"Image {p} is not an image Pillow can read (unknown format).") from None
-    except OSError as e:
-        raise ImageReadError(f"Image {p} cannot be read ({e}).") from None
