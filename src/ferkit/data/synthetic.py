@@ -47,6 +47,7 @@ NUISANCE = ("yaw", "roll", "scale", "shift_x", "shift_y", "light_angle", "light_
 COLUMNS = ("file", "subject", "expression", "expression_name", "split", "intensity", *AU_NAMES,
            "rest_expression", "rest_strength", *NUISANCE, "skin_tone", "hair_style", "hair_colour", "glasses")
 SPLITS = ("train", "val", "test")
+_PROTO = np.array([[p.get(a, 0.0) for a in AU_NAMES] for p in PROTOTYPES])       # (7, A)
 
 
 @dataclass
@@ -82,15 +83,15 @@ def sample_identity(seed: int, subject: int) -> dict:
     }
 
 
-def sample_nuisance(r: np.random.Generator) -> dict:
-    """Small pose, scale and shift, lighting, noise and background, as rounded metadata values."""
+def sample_nuisance(r: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """``n`` draws of small pose, scale and shift, lighting, noise and background (arrays by factor)."""
     return {
-        "yaw": r.uniform(-12, 12), "roll": r.uniform(-7, 7), "scale": r.uniform(0.93, 1.07),
-        "shift_x": r.uniform(-0.03, 0.03), "shift_y": r.uniform(-0.03, 0.03),
-        "light_angle": r.uniform(0, 2 * np.pi), "light_strength": r.uniform(0.0, 0.25),
-        "brightness": r.uniform(0.85, 1.1), "noise_sigma": r.uniform(0.0, 5.0),
-        "bg_r": r.uniform(40, 220), "bg_g": r.uniform(40, 220), "bg_b": r.uniform(40, 220),
-        "bg_texture": str(r.choice(BG_TEXTURES)), "bg_texture_strength": r.uniform(0.05, 0.3),
+        "yaw": r.uniform(-12, 12, n), "roll": r.uniform(-7, 7, n), "scale": r.uniform(0.93, 1.07, n),
+        "shift_x": r.uniform(-0.03, 0.03, n), "shift_y": r.uniform(-0.03, 0.03, n),
+        "light_angle": r.uniform(0, 2 * np.pi, n), "light_strength": r.uniform(0.0, 0.25, n),
+        "brightness": r.uniform(0.85, 1.1, n), "noise_sigma": r.uniform(0.0, 5.0, n),
+        "bg_r": r.uniform(40, 220, n), "bg_g": r.uniform(40, 220, n), "bg_b": r.uniform(40, 220, n),
+        "bg_texture": r.choice(np.array(BG_TEXTURES), n), "bg_texture_strength": r.uniform(0.05, 0.3, n),
     }
 
 
@@ -156,25 +157,25 @@ def plan_synthfer(identities: int = 24, images_per_identity: int = 56, size: int
             extra = images_per_identity % num
             counts[(subject * extra + np.arange(extra)) % num] += 1
             rest = int(ri.integers(1, num))
-        expressions = ri.permutation(np.repeat(np.arange(num), counts))
+        expressions = ri.permutation(np.repeat(np.arange(num), counts))                 # (M,)
         rest_strength = round(c * REST_FRACTION, 4)
-        rest_au = {k: rest_strength * v for k, v in PROTOTYPES[rest].items()}
-        for j, expr in enumerate(expressions):
-            index = subject * images_per_identity + j
-            rj = np.random.default_rng([seed, 3, index])
-            expr = int(expr)
-            intensity = float(rj.uniform(0.6, 1.0)) if expr else 0.0
-            jitter = rj.uniform(0.85, 1.15, len(AU_NAMES))
+        m = images_per_identity
+        rj = np.random.default_rng([seed, 3, subject])
+        intensity = np.where(expressions > 0, rj.uniform(0.6, 1.0, m), 0.0)             # (M,)
+        jitter = rj.uniform(0.85, 1.15, (m, len(AU_NAMES)))                               # (M, A)
+        aus = np.clip(rest_strength * _PROTO[rest] + intensity[:, None] * jitter * _PROTO[expressions], 0, 1)
+        columns = {"intensity": intensity, **dict(zip(AU_NAMES, aus.T, strict=True))}
+        columns.update(sample_nuisance(rj, m))
+        lists = {k: (np.round(v, 4) if v.dtype.kind == "f" else v).tolist() for k, v in columns.items()}
+        fixed = {"split": split, "rest_expression": labels.SYNTHFER.classes[rest], "rest_strength": rest_strength,
+                 "skin_tone": ident["skin_tone"], "hair_style": ident["hair_style"],
+                 "hair_colour": ident["hair_colour"], "glasses": ident["glasses"]}
+        for j, expr in enumerate(expressions.tolist()):
+            index = subject * m + j
             row = {"file": f"images/{index:06d}.png", "subject": subject, "expression": expr,
-                   "expression_name": labels.SYNTHFER.classes[expr], "split": split, "intensity": intensity}
-            for name, jit in zip(AU_NAMES, jitter, strict=True):
-                row[name] = float(np.clip(rest_au.get(name, 0.0) + intensity * jit * PROTOTYPES[expr].get(name, 0.0),
-                                          0, 1))
-            row.update(rest_expression=labels.SYNTHFER.classes[rest], rest_strength=rest_strength)
-            row.update(sample_nuisance(rj))
-            row.update(skin_tone=ident["skin_tone"], hair_style=ident["hair_style"],
-                       hair_colour=ident["hair_colour"], glasses=ident["glasses"])
-            rows.append({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+                   "expression_name": labels.SYNTHFER.classes[expr], **fixed}
+            row.update({k: v[j] for k, v in lists.items()})
+            rows.append({k: row[k] for k in COLUMNS})
     return rows
 
 
@@ -291,7 +292,7 @@ def contact_sheet(path: str | Path, identities: int = 6, size: int = 112, seed: 
                   fill=(0, 0, 0), font=font, anchor="mm", align="center")
         for e in range(len(classes)):
             r = np.random.default_rng([seed, 5, i, e])
-            nz = sample_nuisance(r) if noisy else plain
+            nz = {k: v[0].item() for k, v in sample_nuisance(r, 1).items()} if noisy else plain
             au = {k: 0.9 * PROTOTYPES[e].get(k, 0.0) for k in AU_NAMES}
             img = render_face(ident, au, nz, size, r, static)
             sheet.paste(Image.fromarray(img), (label_w + e * size, head_h + i * size))
