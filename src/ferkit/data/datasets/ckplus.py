@@ -30,7 +30,8 @@ from ferkit.errors import DataError
 LAYOUT = """\
 ROOT/
   cohn-kanade-images/S005/001/S005_001_00000001.png ... S005_001_00000011.png
-  Emotion/S005/001/S005_001_00000011_emotion.txt     # one float code 0..7, e.g. '   3.0000000e+00'"""
+  Emotion/S005/001/S005_001_00000011_emotion.txt     # one float code 0..7, e.g. '   3.0000000e+00'
+  (also accepted: extended-cohn-kanade-images/cohn-kanade-images/ and Emotion_labels/Emotion/, as unzipped)"""
 
 
 def read_emotion(path: Path, root: Path) -> float:
@@ -46,11 +47,19 @@ def read_emotion(path: Path, root: Path) -> float:
         raise DataError(f"{where} line {lineno}: expected a number like '3.0000000e+00', got {text!r}.") from None
 
 
+def _first_dir(root: Path, candidates: tuple[str, ...]) -> Path:
+    """The first existing folder among ``candidates`` (the official name first, then the zip's nesting)."""
+    for c in candidates:
+        if (root / c).is_dir():
+            return root / c
+    return require_dir(root / candidates[0], root, "ckplus")
+
+
 def load(root: Path, options: dict) -> AdapterResult:
     last_n = option_int(options, "last_n", 3, minimum=1)
     include_neutral = option_bool(options, "include_neutral", False)
-    images_root = require_dir(root / "cohn-kanade-images", root, "ckplus")
-    emotion_root = require_dir(root / "Emotion", root, "ckplus")
+    images_root = _first_dir(root, ("cohn-kanade-images", "extended-cohn-kanade-images/cohn-kanade-images"))
+    emotion_root = _first_dir(root, ("Emotion", "Emotion_labels/Emotion"))
     label_space = labels.CKPLUS8 if include_neutral else labels.CKPLUS7
     samples: list[Sample] = []
     labelled: set[tuple[str, str]] = set()
