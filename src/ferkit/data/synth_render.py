@@ -131,7 +131,7 @@ def _hair(sk: FaceSketch, idp: dict, front: bool) -> None:
     """Hair behind the head (front=False) or the cap over the skull with its hairline (front=True)."""
     a, cy, top = idp["face_w"], EYE_Y + 0.02, idp["face_top"]
     style, hair = idp["hair_style"], idp["hair_rgb"]
-    vol = 0.035 if style != "curly" else 0.06
+    vol = idp["hair_vol"] * (1.7 if style == "curly" else 0.6 if style == "buzz" else 1.0)
     if not front:
         if style in ("long", "bob"):
             bottom = 1.15 if style == "long" else idp["chin_y"] - 0.1
@@ -150,7 +150,7 @@ def _hair(sk: FaceSketch, idp: dict, front: bool) -> None:
     hx = 0.5 - a * 0.93 * _lin(15)
     u = (hx - 0.5) / a
     hl = EYE_Y - {"short": 0.2, "long": 0.19, "bob": 0.175, "buzz": 0.21, "side": 0.19, "curly": 0.2,
-                  "receding": 0.3}[style]
+                  "receding": 0.3}[style] + idp["hairline"]
     hy = hl + (0.2 if style == "receding" else 0.11) * u ** 4
     if style == "bob":
         hy = hl + 0.03 * u ** 2 + 0.008 * (np.arange(15) % 2)              # jagged fringe

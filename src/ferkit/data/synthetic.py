@@ -78,7 +78,7 @@ def sample_identity(seed: int, subject: int) -> dict:
         "skin_tone": skin_i, "skin_rgb": skin, "lip_rgb": lip, "lid_rgb": tuple(int(v * 0.93) for v in skin), "iris_rgb": IRIS[int(r.integers(len(IRIS)))],
         "hair_style": str(r.choice(HAIR_STYLES, p=[0.2, 0.18, 0.16, 0.1, 0.16, 0.1, 0.1])), "hair_colour": hair_i,
         "hair_rgb": hair, "brow_rgb": tuple(int(min(h + (c - h) * 0.45, s * 0.5)) for h, c, s in zip(hair, (30, 22, 18), skin, strict=True)),
-        "part_x": u(0.38, 0.62), "gaze": u(-0.004, 0.004), "blush": u(0.0, 0.15), "age": u(0.0, 0.2),
+        "part_x": u(0.38, 0.62), "hair_vol": u(0.02, 0.06), "hairline": u(-0.015, 0.02), "gaze": u(-0.004, 0.004), "blush": u(0.0, 0.15), "age": u(0.0, 0.2),
         "glasses": glasses, "glasses_rgb": FRAMES[int(r.integers(len(FRAMES)))],
     }
 
