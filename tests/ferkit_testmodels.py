@@ -8,9 +8,23 @@ tests check plumbing, shapes, metadata and agreement between paths, not accuracy
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run inference tests on one thread: MTCNN's many small convolutions gain nothing from two, and
+    on a shared 2-core machine two threads contending with other work run up to 10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _split(name: str, n: int, size: int, seed: int):

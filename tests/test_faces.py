@@ -14,8 +14,15 @@ from ferkit.data.faces import (
     template_landmarks,
     transform_points,
 )
+from ferkit_testmodels import single_thread
 
 skdata = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

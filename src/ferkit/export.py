@@ -6,11 +6,16 @@ otherwise) and, for methods with an expression embedding (DICE-FER), "embedding"
 The checkpoint's metadata (classes, preprocessing, method, config) is stored in the model's
 metadata_props under "ferkit", and the export facts under "ferkit_export", so ``ferkit predict
 model.onnx ...`` needs nothing but the .onnx file.
+
+The export uses the TorchScript tracer (``dynamo=False``): for these feed-forward models it gives the
+same graph as the torch.export path (parity 1e-7 on the baseline either way) in a tenth of the time
+(about 2 s against 27 s for a ResNet-18 on this CPU); PyTorch marks it deprecated, so its notice is muted.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +81,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = DEFAULT_OP
     tmp = out.with_name(out.name + ".tmp")
     dynamic = {"image": {0: "batch"}, **{n: {0: "batch"} for n in names}}
     try:
-        torch.onnx.export(model, (example,), str(tmp), input_names=["image"], output_names=names,
-                          dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
+        with warnings.catch_warnings():      # the TorchScript exporter's deprecation notice (see module doc)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(model, (example,), str(tmp), input_names=["image"], output_names=names,
+                              dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
         _attach_metadata(tmp, method.checkpoint_meta,
                          {"outputs": names, "uncertainty_kind": kind, "opset": opset,
                           "input": {"name": "image", "shape": ["batch", pre.channels, pre.size, pre.size]}})

@@ -24,11 +24,21 @@ from ferkit.inference.rows import error_row, set_prediction
 DEFAULT_FPS = 25.0
 
 
+def open_capture(path: str | Path):
+    """cv2.VideoCapture with FFmpeg's own log lines off (ferkit reports unreadable videos itself)."""
+    import os
+
+    import cv2
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    return cv2.VideoCapture(str(path))
+
+
 def video_info(path: str | Path) -> tuple[float, int]:
     """(frames per second, frame count as the container states it); raises if OpenCV cannot open it."""
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    cap = open_capture(path)
     try:
         if not cap.isOpened():
             raise FerkitError(f"Video {path} cannot be opened (unreadable or unsupported format).")
@@ -44,7 +54,7 @@ def iter_frames(path: str | Path, every: int = 1) -> Iterator[tuple[int, float, 
     import cv2
 
     fps, _ = video_info(path)
-    cap = cv2.VideoCapture(str(path))
+    cap = open_capture(path)
     try:
         idx = 0
         while True:
@@ -103,20 +113,21 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def assign_tracks(rows: list[dict], min_iou: float = 0.3) -> None:
     """Set ``row["track"]`` for face rows: greedy IoU matching between consecutive processed frames."""
     frames: dict[int, list[dict]] = {}
-    for r in rows:
+    for r in rows:                                   # a processed frame without faces ends every track
+        faces = frames.setdefault(r["frame"], [])
         if r["status"] == "ok":
-            frames.setdefault(r["frame"], []).append(r)
+            faces.append(r)
     prev: list[dict] = []
     next_id = 0
     for f in sorted(frames):
         cur = frames[f]
-        if any(r["box"] is None for r in cur):                  # aligned input: one face, one track
+        if cur and any(r["box"] is None for r in cur):                  # aligned input: one face, one track
             for r in cur:
                 r["track"] = 0
             prev = []
             continue
         taken_prev, taken_cur = set(), set()
-        if prev:
+        if prev and cur:
             iou = box_iou(np.array([r["box"] for r in cur]), np.array([r["box"] for r in prev]))
             for flat in np.argsort(-iou, axis=None):
                 i, j = np.unravel_index(flat, iou.shape)

@@ -1,0 +1,86 @@
+"""ONNX export: parity with PyTorch, dynamic batch, self-describing metadata, `predict --engine onnx`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ferkit.cli import main
+from ferkit.inference import load_model
+from ferkit_testmodels import single_thread, tiny_checkpoint
+
+skdata = pytest.importorskip("skimage.data")
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.getbasetemp() / "models")
+
+
+@pytest.fixture(scope="module")
+def onnx_path(ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    assert main(["export", str(ckpt), "--format", "onnx", "--out", str(out)]) == 0
+    return out
+
+
+def test_parity_with_pytorch_on_a_batch_of_any_size(ckpt, onnx_path):
+    import torch
+
+    from ferkit.engine.checkpoint import load_method
+
+    method = load_method(ckpt, device="cpu")
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["probs", "uncertainty", "embedding"]
+    for batch in (1, 5):
+        x = torch.randn(batch, 1, 64, 64, generator=torch.Generator().manual_seed(batch))
+        probs, unc, emb = sess.run(None, {"image": x.numpy()})
+        with torch.no_grad():
+            ref = method.predict(x)
+        assert probs.shape == (batch, 7) and unc.shape == (batch,)
+        assert np.abs(probs - ref.probs.numpy()).max() < 1e-4
+        assert np.abs(unc - (1 - ref.probs.numpy().max(1))).max() < 1e-4
+        assert np.abs(emb - ref.embedding.numpy()).max() < 1e-4
+
+
+def test_metadata_makes_the_onnx_file_self_sufficient(ckpt, onnx_path):
+    props = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_modelmeta()
+    meta = json.loads(props.custom_metadata_map["ferkit"])
+    assert meta["method"] == "baseline" and meta["label_space"]["classes"][1] == "happy"
+    assert meta["preprocessing"]["size"] == 64
+    export = json.loads(props.custom_metadata_map["ferkit_export"])
+    assert export["uncertainty_kind"] == "max_prob" and export["opset"] >= 17
+
+
+def test_predict_with_onnx_engine_matches_torch_rows(ckpt, onnx_path, tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "astronaut.png"
+    Image.fromarray(skdata.astronaut()).save(img)
+    by_torch = load_model(ckpt, device="cpu").predict(img)
+    by_onnx = load_model(onnx_path).predict(img)
+    assert load_model(onnx_path).info()["engine"] == "onnx"
+    assert len(by_torch) == len(by_onnx) == 1
+    a, b = by_torch[0], by_onnx[0]
+    assert a["box"] == b["box"] and a["label"] == b["label"]
+    assert max(abs(a["probs"][c] - b["probs"][c]) for c in a["probs"]) < 1e-4
+    out = tmp_path / "rows.json"
+    assert main(["predict", str(ckpt), str(img), "--engine", "onnx", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert max(abs(a["probs"][c] - row["probs"][c]) for c in a["probs"]) < 1e-4
+
+
+def test_export_refuses_a_bad_out_name_and_torch_engine_on_onnx(ckpt, onnx_path, tmp_path, capsys):
+    assert main(["export", str(ckpt), "--out", str(tmp_path / "model.bin")]) == 2
+    assert main(["predict", str(onnx_path), str(tmp_path), "--engine", "torch"]) == 2
+    err = capsys.readouterr().err
+    assert "must end in .onnx" in err and "is an ONNX file" in err
