@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ferkit.data.labels import LabelSpace
 
 
 @dataclass
@@ -39,7 +42,7 @@ class DatasetSplit:
 
     name: str                      # dataset name, e.g. "rafdb"
     split: str                     # "train" | "val" | "test" | "all"
-    label_space: "LabelSpace"      # noqa: F821 (from ferkit.data.labels)
+    label_space: LabelSpace
     samples: list[Sample]
     root: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)   # folds, notes, adapter options
