@@ -180,7 +180,8 @@ class _Run:
         t0 = time.time()
         try:
             for pi, phase in enumerate(self.phases):
-                if pi < self.pos.phase:
+                done = pi < self.pos.phase or (pi == self.pos.phase and self.pos.epoch >= phase.epochs)
+                if done:
                     self.method.on_phase_start(phase)   # replay each phase's set-up (e.g. freezing) in order
                     continue
                 stopped = self._run_phase(pi, phase)
@@ -266,10 +267,8 @@ class _Run:
 
     def _end_epoch(self, pi: int, phase, epoch: int, validate: bool, seconds: float) -> None:
         cfg = self.cfg
-        if epoch + 1 < phase.epochs:
-            self.pos = dataclasses.replace(self.pos, epoch=epoch + 1, batch=0)
-        else:
-            self.pos = dataclasses.replace(self.pos, phase=pi + 1, epoch=0, batch=0)
+        # a finished phase stays (pi, epochs, 0): resuming with more epochs continues it
+        self.pos = dataclasses.replace(self.pos, epoch=epoch + 1, batch=0)
         means = self.stats.means()
         row = {"phase": phase.name, "epoch": epoch + 1, "step": self.pos.global_step,
                **{f"train_{k}": v for k, v in means.items()}, "refused_steps": self.stats.refused,
