@@ -84,3 +84,30 @@ def test_export_refuses_a_bad_out_name_and_torch_engine_on_onnx(ckpt, onnx_path,
     assert main(["predict", str(onnx_path), str(tmp_path), "--engine", "torch"]) == 2
     err = capsys.readouterr().err
     assert "must end in .onnx" in err and "is an ONNX file" in err
+
+
+@pytest.mark.parametrize("name,model_cfg,outputs,kind", [
+    ("dicefer", {"image_size": 64}, ["probs", "uncertainty", "embedding", "identity"], "max_prob"),
+    ("uafer", {"model_size": "tiny"}, ["probs", "uncertainty", "embedding", "belief"], "evidential"),
+])
+def test_dicefer_and_uafer_export_with_their_embeddings_and_uncertainty(name, model_cfg, outputs, kind, tmp_path):
+    import torch
+
+    from ferkit.config import build_experiment
+    from ferkit.data.labels import RAFDB
+    from ferkit.export import export_method_onnx
+    from ferkit.inference.model import model_from_method
+    from ferkit.methods.registry import get_method
+
+    cfg = build_experiment(name, data={"dataset": "rafdb"}, model=model_cfg)
+    method = get_method(name)(cfg, RAFDB, torch.device("cpu"))
+    fer = model_from_method(method)
+    assert fer.uncertainty_kind == kind and fer.classes == RAFDB.classes
+    info = export_method_onnx(method, tmp_path / f"{name}.onnx")
+    assert info["outputs"] == outputs and info["uncertainty_kind"] == kind
+    assert max(info["max_abs_diff"].values()) < 1e-4, info["max_abs_diff"]
+    crop = skdata.astronaut()[40:220, 150:300]
+    by_torch = fer.predict(crop, aligned=True)[0]
+    by_onnx = load_model(tmp_path / f"{name}.onnx").predict(crop, aligned=True)[0]
+    assert by_onnx["label"] == by_torch["label"]
+    assert abs(by_onnx["uncertainty"] - by_torch["uncertainty"]) < 1e-4

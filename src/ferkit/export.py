@@ -2,7 +2,8 @@
 
 The graph takes "image" float32 (B, C, S, S), already preprocessed (aligned, normalised) with a dynamic
 batch axis, and returns "probs" (B, C), "uncertainty" (B,) (evidential u for UA-FER, 1 - max p
-otherwise) and, for methods with an expression embedding (DICE-FER), "embedding" (B, D).
+otherwise), "embedding" (B, D) where the method has one, and the method's extra outputs by their
+names (DICE-FER: "identity", the identity code; UA-FER: "belief", the per-class belief masses).
 The checkpoint's metadata (classes, preprocessing, method, config) is stored in the model's
 metadata_props under "ferkit", and the export facts under "ferkit_export", so ``ferkit predict
 model.onnx ...`` needs nothing but the .onnx file.
@@ -46,7 +47,7 @@ def _wrapper(method):
             outs = (probs, unc)
             if pred.embedding is not None:
                 outs = outs + (pred.embedding.float(),)                            # (B, D)
-            return outs
+            return outs + tuple(pred.extra[k].float() for k in sorted(pred.extra))  # e.g. identity (B, D)
 
     return ExportedFER().eval()
 
@@ -57,25 +58,31 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = DEFAULT_OP
 
     Returns {"path", "outputs", "uncertainty_kind", "opset", "max_abs_diff" (per output, when checked)}.
     """
-    import torch
-
     from ferkit.engine.checkpoint import load_method
+
+    if Path(out).suffix.lower() != ".onnx":
+        raise FerkitError(f"--out {out} must end in .onnx.")
+    return export_method_onnx(load_method(checkpoint, device="cpu"), out, opset, check, check_batch, seed)
+
+
+def export_method_onnx(method, out: str | Path, opset: int = DEFAULT_OPSET, check: bool = True,
+                       check_batch: int = 3, seed: int = 0) -> dict:
+    """``export_onnx`` for a method already in memory (on CPU, eval mode, ``checkpoint_meta`` set)."""
+    import torch
 
     if opset < 17:
         raise FerkitError(f"--opset {opset} is too old; use 17 or newer.")
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise FerkitError(f"--out {out} must end in .onnx.")
-    method = load_method(checkpoint, device="cpu")
     pre = method.preprocessing()
     model = _wrapper(method)
     gen = torch.Generator().manual_seed(seed)
     example = torch.randn(2, pre.channels, pre.size, pre.size, generator=gen)      # (2, C, S, S)
     with torch.no_grad():
-        ref = model(example)
-    names = ["probs", "uncertainty"] + (["embedding"] if len(ref) == 3 else [])
-    with torch.no_grad():
         pred = method.predict(example)
+    names = ["probs", "uncertainty"] + (["embedding"] if pred.embedding is not None else [])
+    names += sorted(pred.extra)
     kind = "evidential" if pred.uncertainty is not None else "max_prob"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -83,9 +90,11 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = DEFAULT_OP
     try:
         with warnings.catch_warnings():      # the TorchScript exporter's deprecation notice (see module doc)
             warnings.simplefilter("ignore", DeprecationWarning)
+            # shape arithmetic frozen by the tracer; the parity check runs another batch size to catch it
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(model, (example,), str(tmp), input_names=["image"], output_names=names,
                               dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
-        _attach_metadata(tmp, method.checkpoint_meta,
+        _attach_metadata(tmp, getattr(method, "checkpoint_meta", {}) or {},
                          {"outputs": names, "uncertainty_kind": kind, "opset": opset,
                           "input": {"name": "image", "shape": ["batch", pre.channels, pre.size, pre.size]}})
         tmp.replace(out)
@@ -111,7 +120,8 @@ def _attach_metadata(path: Path, meta: dict, export_info: dict) -> None:
 
 
 def parity(method, model, onnx_path: str | Path, batch: int = 3, seed: int = 1) -> dict[str, float]:
-    """Max absolute difference per output between onnxruntime and PyTorch on a random batch."""
+    """Max absolute difference per output between onnxruntime and PyTorch on a random batch (its size
+    differs from the export example's, so a batch size frozen into the graph shows up here)."""
     import torch
 
     from ferkit.inference.engines import OnnxEngine

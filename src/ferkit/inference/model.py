@@ -61,6 +61,20 @@ def load_model(path: str | Path, device: str = "auto", engine: str | None = None
     return FERModel(eng, source=str(path), device=device, min_face_size=min_face_size)
 
 
+def model_from_method(method, precision: str = "fp32", device: str = "auto") -> FERModel:
+    """A FERModel over a method already in memory (e.g. just trained); its metadata is built from it."""
+    from ferkit import __version__
+
+    if not getattr(method, "checkpoint_meta", None):
+        method.checkpoint_meta = {
+            "method": method.name, "config": method.cfg.to_dict(), "ferkit_version": __version__,
+            "label_space": method.label_space.to_dict(), "preprocessing": method.preprocessing().to_dict(),
+            "describe": method.describe()}
+    method.eval_mode()
+    return FERModel(TorchEngine(method, precision=precision), source=f"<{method.name} in memory>",
+                    device=device)
+
+
 class FERModel:
     """A loaded model: ``predict(inputs)`` returns one row (dict) per face; see ``ferkit.inference.rows``."""
 
