@@ -12,7 +12,7 @@ from PIL import Image
 from ferkit.serve.app import create_app
 from ferkit.serve.limits import Limits
 from ferkit.serve.server import BackgroundServer
-from ferkit_testmodels import tiny_checkpoint
+from serve_helpers import served_model
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -66,9 +66,7 @@ def test_page_boxes_labels_and_charts_the_astronaut(tmp_path: Path, tmp_path_fac
     playwright = pytest.importorskip("playwright.sync_api")
     from skimage import data
 
-    from ferkit.inference import load_model
-
-    model = load_model(tiny_checkpoint(tmp_path_factory.getbasetemp() / "models"), device="cpu")
+    model = served_model(str(tmp_path_factory.getbasetemp()))
     photo = tmp_path / "astronaut.jpg"
     Image.fromarray(data.astronaut()).save(photo, quality=92)
     results = {}

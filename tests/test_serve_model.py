@@ -14,14 +14,12 @@ from PIL import Image
 from ferkit.serve.app import create_app
 from ferkit.serve.limits import Limits
 from ferkit.serve.server import BackgroundServer
-from ferkit_testmodels import tiny_checkpoint
+from serve_helpers import served_model
 
 
 @pytest.fixture(scope="module")
 def real_model(tmp_path_factory):
-    from ferkit.inference import load_model
-
-    return load_model(tiny_checkpoint(tmp_path_factory.getbasetemp() / "models"), device="cpu")
+    return served_model(str(tmp_path_factory.getbasetemp()))
 
 
 def encode(arr: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -89,6 +87,39 @@ def test_batched_answers_equal_single_answers(real_model, astronaut):
         assert row["box"] == pytest.approx(single["box"], abs=0.05)
         for c in real_model.classes:
             assert row["probs"][c] == pytest.approx(single["probs"][c], abs=1e-5)
+
+
+def test_cli_serves_a_checkpoint(real_model):
+    """`python -m ferkit serve CKPT --port P` in a subprocess answers /health and /model, then stops on SIGINT."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ferkit.serve.server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ferkit", "serve", real_model.source, "--port", str(port),
+                             "--abstain-above", "0.3", "--max-batch", "4", "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "ferkit serve did not start listening within 90 s"
+                time.sleep(0.25)
+        model = httpx.get(f"http://127.0.0.1:{port}/model").json()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert health["status"] == "ok" and health["queue_size"] == 64
+    assert model["abstain_above"] == 0.3 and model["limits"]["max_batch"] == 4
+    assert model["classes"] == list(real_model.classes) and "source" not in model
+    assert proc.returncode == 0 and f"open http://127.0.0.1:{port}/" in err and "stopped" in err
 
 
 def test_cli_refuses_bad_limits_before_loading(tmp_path, capsys):

@@ -57,5 +57,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"ferkit serve: listening on {args.host}: anyone who can reach this address can send images.",
               file=sys.stderr)
     print(f"ferkit serve: open http://{args.host}:{args.port}/ (Ctrl+C to stop)", file=sys.stderr)
-    serve_forever(app, args.host, args.port, log_level=args.log_level)
+    try:
+        serve_forever(app, args.host, args.port, log_level=args.log_level)
+    except KeyboardInterrupt:                       # uvicorn shut down cleanly, then re-raised Ctrl+C
+        pass
+    print("ferkit serve: stopped.", file=sys.stderr)
     return 0

@@ -80,6 +80,7 @@ def create_app(model: Any, limits: Limits | None = None, abstain_above: float | 
     limits = limits or Limits()
     limits.check()
     info = jsonable(dict(model.info()))
+    info.pop("source", None)                              # the checkpoint's path on this machine stays private
 
     def run_batch(items: list[tuple[np.ndarray, str]]) -> list[list[dict]]:
         rows = model.predict([img for img, _ in items], abstain_above=abstain_above)
