@@ -33,6 +33,8 @@ class TinyMethod(Method):
     ``TinyMethod.trace`` records (global step, step accepted, weights changed) for every step."""
 
     trace: list[tuple[int, bool, bool]] = []
+    last = None                                            # the most recently built instance
+
 
     def __init__(self, cfg, label_space, device):
         super().__init__(cfg, label_space, device)
@@ -40,6 +42,7 @@ class TinyMethod(Method):
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(s * s, 32), nn.ReLU(), nn.Linear(32, label_space.num_classes))
         self.net.to(device)
         self._phases = None
+        TinyMethod.last = self
 
     def networks(self):
         return {"net": self.net}

@@ -332,8 +332,11 @@ class _Run:
             metrics["test_last"] = last
             best_path = self.ckpt_dir / "best.safetensors"
             if self.val_name == "val" and best_path.is_file():
+                live = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in self.networks.items()}
                 load_network_weights(self.networks, read_checkpoint(best_path))
                 metrics["test"] = {**evaluate_split(self.method, test, *args), "weights": "best (selected on val)"}
+                for n, m in self.networks.items():     # the live model stays the last one
+                    m.load_state_dict(live[n])
             else:
                 metrics["test"] = {**last, "weights": "last"}
             t = metrics["test"]
