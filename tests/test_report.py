@@ -34,7 +34,7 @@ def fake_predictions(n_subj=8, per=14, seed=0, uncertainty=True, identity=True):
     }
 
 
-FACTS = {"method": "dicefer", "dataset": "synthetic (test)", "checkpoint": "runs/x/best.safetensors",
+FACTS = {"method": "dicefer", "evaluated on": "synthetic (test)", "checkpoint": "runs/x/best.safetensors",
          "label space": "synthfer: " + ", ".join(CLASSES), "preprocessing": "112 px, 1 channel"}
 
 

@@ -106,14 +106,17 @@ def retrieval_purity(embeddings: np.ndarray, expressions: np.ndarray, subjects: 
     }
 
 
-def embedding_2d(embeddings: np.ndarray, seed: int = 0, max_points: int = 2000) -> dict:
-    """A 2-D map of the embedding: sklearn t-SNE (seeded, PCA init), or PCA for fewer than 30 points.
+def embedding_2d(embeddings: np.ndarray, seed: int = 0, max_points: int = 1500, max_iter: int = 500) -> dict:
+    """A 2-D map of the embedding: sklearn t-SNE (seeded, PCA init, Barnes-Hut, ``max_iter`` iterations),
+    or PCA for fewer than 30 points.
 
-    At most ``max_points`` rows (a seeded random subset) are mapped. Returns {"xy" (M, 2), "index" (M,)
-    rows of the input that were mapped, "method" ("t-SNE" or "PCA")}.
+    At most ``max_points`` rows (a seeded random subset) are mapped. t-SNE runs with one OpenMP thread:
+    on a shared machine its multi-threaded gradient spins and can be 20x slower. Returns {"xy" (M, 2),
+    "index" (M,) rows of the input that were mapped, "method" ("t-SNE" or "PCA")}.
     """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     x = np.asarray(embeddings, dtype=np.float64)
     idx = np.arange(x.shape[0])
@@ -126,5 +129,7 @@ def embedding_2d(embeddings: np.ndarray, seed: int = 0, max_points: int = 2000) 
         xy = np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))                   # (M, 2) even when D or M < 2
         return {"xy": xy, "index": idx, "method": "PCA"}
     perplexity = float(min(30.0, (x.shape[0] - 1) / 3.0))
-    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                  max_iter=max_iter).fit_transform(x)
     return {"xy": xy, "index": idx, "method": "t-SNE"}

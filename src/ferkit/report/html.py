@@ -53,13 +53,15 @@ def fmt(value: object, digits: int = 4) -> str:
     return str(value)
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[object]], caption: str | None = None,
+def table(header: Sequence[str] | None, rows: Iterable[Sequence[object]], caption: str | None = None,
           css_class: str = "") -> str:
-    """An HTML table; numeric cells are right-aligned and formatted with :func:`fmt`."""
+    """An HTML table (no header row when ``header`` is None); numeric cells are right-aligned and formatted with :func:`fmt`."""
     out = [f'<table class="{esc(css_class)}">']
     if caption:
         out.append(f"<caption>{esc(caption)}</caption>")
-    out.append("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>")
+    if header:
+        out.append("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead>")
+    out.append("<tbody>")
     for row in rows:
         cells = []
         for v in row:

@@ -156,8 +156,10 @@ def plot_embedding(xy: np.ndarray, expressions: np.ndarray, subjects: np.ndarray
     known = s >= 0
     if known.any():
         ids = np.unique(s[known], return_inverse=True)[1]
-        ax2.scatter(xy[known, 0], xy[known, 1], s=9, c=ids, cmap="gist_ncar")
-        ax2.set_title(f"coloured by identity ({ids.max() + 1} subjects)")
+        n_ids = int(ids.max()) + 1
+        colours = _categorical(n_ids) if n_ids <= 20 else _spread(n_ids)
+        ax2.scatter(xy[known, 0], xy[known, 1], s=9, color=[colours[i] for i in ids])
+        ax2.set_title(f"coloured by identity ({n_ids} subjects)")
     if (~known).any():
         ax2.scatter(xy[~known, 0], xy[~known, 1], s=9, color="#bfbfbf", label="unknown subject")
         ax2.legend(fontsize=7)
@@ -186,6 +188,14 @@ def plot_heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], path: str
                 ax.text(j, i, f"{m[i, j]:.3f}", ha="center", va="center", fontsize=9,
                         color="white" if m[i, j] < 0.6 else "black")
     return _save(fig, path)
+
+
+def _spread(n: int) -> list:
+    """n distinguishable colours for many identities (turbo, shuffled so neighbours in id differ)."""
+    from matplotlib import colormaps
+
+    order = np.random.default_rng(0).permutation(n)
+    return [colormaps["turbo"](0.05 + 0.9 * k / max(1, n - 1)) for k in order]
 
 
 def _categorical(n: int) -> list:

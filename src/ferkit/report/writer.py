@@ -67,8 +67,9 @@ def write_predictions_csv(path: str | Path, preds: dict, classes: list[str],
 
 
 def write_plots(out: Path, preds: dict, metrics: dict, classes: list[str], embedding_preds: dict | None,
-                abstain_above: float | None, seed: int = 0) -> dict[str, tuple[Path, str]]:
-    """All PNGs of the report; returns {key: (path, caption)}."""
+                abstain_above: float | None, seed: int = 0, embedding_maps: bool = True) -> dict[str, tuple[Path, str]]:
+    """All PNGs of the report (t-SNE maps of the embeddings only with ``embedding_maps``);
+    returns {key: (path, caption)}."""
     probs = np.asarray(preds["probs"], dtype=np.float64)
     labels = np.asarray(preds["labels"])
     u, source = uncertainty_of(preds)
@@ -92,7 +93,7 @@ def write_plots(out: Path, preds: dict, metrics: dict, classes: list[str], embed
     }
     src = embedding_preds if embedding_preds is not None else preds
     for key, name in (("embedding", "Expression embedding"), ("identity_embedding", "Identity embedding")):
-        if src.get(key) is None or len(src[key]) < 3:
+        if not embedding_maps or src.get(key) is None or len(src[key]) < 3:
             continue
         m = embedding_2d(src[key], seed=seed, max_points=1500)
         idx = m["index"]
@@ -104,7 +105,7 @@ def write_plots(out: Path, preds: dict, metrics: dict, classes: list[str], embed
 
 
 def _facts_table(facts: dict) -> str:
-    return H.table(["", ""], [(k, v) for k, v in facts.items()], css_class="facts")
+    return H.table(None, [(k, v) for k, v in facts.items()], css_class="facts")
 
 
 def _leakage_blocks(lk: dict, modified: dict | None, figs: dict) -> list[str]:
@@ -185,7 +186,7 @@ def write_report_html(path: Path, metrics: dict, classes: list[str], facts: dict
                                   _leakage_blocks(lk, metrics.get("modified_mig"), figs), "leakage"))
     cross = metrics.get("crossdata")
     if cross:
-        sections.append(H.section("Label mapping", [H.table(["", ""], [
+        sections.append(H.section("Label mapping", [H.table(None, [
             ("model classes dropped (probabilities renormalised)", ", ".join(cross["dropped_model_classes"]) or "none"),
             ("dataset classes the model lacks (images excluded)",
              ", ".join(f"{k}: {v}" for k, v in cross["excluded_counts"].items()) or "none"),
@@ -197,14 +198,15 @@ def write_report_html(path: Path, metrics: dict, classes: list[str], facts: dict
         sections.append(H.section("Folds", [H.table(["fold", *[names[k] for k in keys]], rows)], "folds"))
     from ferkit import __version__
 
-    return H.write_page(path, title, f"{facts.get('method', '')} on {facts.get('dataset', '')}",
+    subtitle = f"{facts.get('method', '')} evaluated on {facts.get('evaluated on', facts.get('dataset', ''))}"
+    return H.write_page(path, title, subtitle,
                         sections, f"ferkit {__version__}")
 
 
 def write_evaluation(out_dir: str | Path, preds: dict, metrics: dict, classes: list[str], facts: dict,
                      abstain_above: float | None = None, folds: dict | None = None,
                      embedding_preds: dict | None = None, title: str = "ferkit evaluation",
-                     seed: int = 0) -> dict[str, Path]:
+                     seed: int = 0, embedding_maps: bool = True) -> dict[str, Path]:
     """Write metrics.json, predictions.csv, the PNGs and report.html into ``out_dir``; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -214,7 +216,7 @@ def write_evaluation(out_dir: str | Path, preds: dict, metrics: dict, classes: l
         doc["folds"] = folds
     paths = {"metrics": write_json(out / "metrics.json", doc),
              "predictions": write_predictions_csv(out / "predictions.csv", preds, classes, abstain_above)}
-    figs = write_plots(out, preds, metrics, classes, embedding_preds, abstain_above, seed)
+    figs = write_plots(out, preds, metrics, classes, embedding_preds, abstain_above, seed, embedding_maps)
     paths.update({k: p for k, (p, _) in figs.items()})
     paths["report"] = write_report_html(out / "report.html", metrics, classes, facts, figs, title, folds)
     return paths

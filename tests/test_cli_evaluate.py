@@ -1,0 +1,76 @@
+"""`ferkit evaluate` end to end on a tiny baseline trained here for two steps on tiny in-memory SynthFER."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ferkit.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from ferkit.config import build_experiment
+    from ferkit.engine.trainer import train
+
+    out = tmp_path_factory.mktemp("train") / "run"
+    cfg = build_experiment("baseline", {"synth_identities": 8, "synth_images_per_identity": 14, "cache": False},
+                           {"epochs": 1, "max_steps": 2, "batch_size": 16, "out": str(out), "eval_every": 0},
+                           {"image_size": 32})
+    return train(cfg, progress=False).run_dir
+
+
+def test_evaluate_writes_report_files(run_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run_dir), "--out", str(out), "--abstain-above", "0.8"]) == 0
+    printed = capsys.readouterr().out
+    assert "Accuracy" in printed and "Mean class accuracy" in printed and "report.html" in printed
+    for name in ("metrics.json", "predictions.csv", "report.html", "confusion.png", "reliability.png",
+                 "risk_coverage.png", "uncertainty_hist.png", "per_class_f1.png", "embedding_2d.png"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    # no --dataset: the checkpoint's own in-memory SynthFER, its test split (2 of 8 identities x 14 images)
+    assert metrics["num_samples"] == len(rows) == 28
+    assert {r["subject"] for r in rows} != {""}
+    probs = np.array([[float(r[f"p_{c}"]) for c in metrics["classes"]] for r in rows])
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    acc = np.mean([r["true_label"] == r["pred_label"] for r in rows])
+    assert metrics["headline"]["accuracy"] == pytest.approx(acc)
+    assert f"{acc:.4f}" in printed
+    ab = metrics["abstention"]
+    assert ab["abstained"] == sum(float(r["uncertainty"]) > 0.8 for r in rows)
+    assert metrics["facts"]["method"] == "baseline"
+    assert metrics["leakage"]["expression_embedding"]["identity_probe"]["chance"] == pytest.approx(0.5)
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_evaluate_folds_all_per_fold_runs(run_dir, tmp_path, capsys):
+    folds_root = tmp_path / "cv"
+    for k in (0, 1):
+        shutil.copytree(run_dir / "checkpoints", folds_root / f"fold_{k}" / "checkpoints")
+    out = tmp_path / "eval"
+    code = main(["evaluate", str(folds_root), "--folds", "all", "--num-folds", "2", "--out", str(out),
+                 "--no-leakage"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    per_fold = [json.loads((out / f"fold_{k}" / "metrics.json").read_text()) for k in (0, 1)]
+    assert metrics["folds"]["num_folds"] == 2
+    # two subject-disjoint folds of all 112 images, pooled
+    assert sum(m["num_samples"] for m in per_fold) == metrics["num_samples"] == 112
+    accs = [m["headline"]["accuracy"] for m in per_fold]
+    assert metrics["folds"]["mean"]["accuracy"] == pytest.approx(np.mean(accs))
+    assert metrics["folds"]["std"]["accuracy"] == pytest.approx(np.std(accs, ddof=1))
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert sorted({r["fold"] for r in rows}) == ["0", "1"]
+    assert "over 2 folds" in capsys.readouterr().out
+
+
+def test_evaluate_errors_are_one_sentence(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "missing.safetensors")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ferkit: error: Checkpoint") and "\n" not in err
+    assert main(["evaluate", "--zero-shot", "--dataset", "synthetic"]) == 2
+    assert "--clip-path" in capsys.readouterr().err
