@@ -42,7 +42,8 @@ class Batcher:
     """Collects items from concurrent callers into batches for ``run_batch(list) -> list`` (same length).
 
     run_batch:     called in a worker thread with up to ``max_batch`` items; must return one result per
-                   item, in order. An exception fails every request of that batch with that exception.
+                   item, in order. When it raises for a batch of several, each item is run alone, so an
+                   item that makes it raise fails only its own caller (with that exception).
     max_batch:     most items per call.
     batch_wait_ms: how long to wait for more items after the first one of a batch.
     queue_size:    most items waiting (not yet in a running batch); more raise QueueFull.
@@ -115,6 +116,17 @@ class Batcher:
                 break
         return batch
 
+    async def _run(self, items: list[Any]) -> list[Any]:
+        """``run_batch`` in a worker thread; its exception is returned as the result of every item."""
+        try:
+            results = list(await asyncio.to_thread(self.run_batch, items))
+        except Exception as e:  # delivered to the callers, never lost
+            return [e] * len(items)
+        if len(results) != len(items):
+            err = RuntimeError(f"run_batch returned {len(results)} results for {len(items)} items.")
+            return [err] * len(items)
+        return results
+
     async def _work(self) -> None:
         while True:
             batch = await self._collect()
@@ -124,16 +136,16 @@ class Batcher:
                 continue
             self.running = len(live)
             try:
-                results = await asyncio.to_thread(self.run_batch, [p.item for p in live])
-                if len(results) != len(live):
-                    raise RuntimeError(f"run_batch returned {len(results)} results for {len(live)} items.")
-            except Exception as e:  # handed to every waiting caller
-                for p in live:
-                    if not p.future.done():
-                        p.future.set_exception(e)
-            else:
+                results = await self._run([p.item for p in live])
+                if len(live) > 1 and isinstance(results[0], Exception):
+                    # one bad item must not fail its neighbours: run each alone to find which fail
+                    results = [(await self._run([p.item]))[0] for p in live]
                 for p, r in zip(live, results, strict=True):
-                    if not p.future.done():
+                    if p.future.done():
+                        continue
+                    if isinstance(r, Exception):
+                        p.future.set_exception(r)
+                    else:
                         p.future.set_result(r)
                 self.stats.requests += len(live)
                 self.stats.batches += 1
