@@ -119,6 +119,28 @@ def test_good_uploads_return_rows_image_and_model(server):
     assert r.status_code == 200 and r.json()["rows"][0]["error"] == "no face found"
 
 
+def test_exif_orientation_and_other_modes_are_decoded(server):
+    client, _ = server
+    img = Image.fromarray(np.zeros((30, 40, 3), np.uint8) + np.array([250, 0, 0], np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6                                      # "rotate 90 CW to display": 40x30 shows as 30x40
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes())
+    r = post(client, buf.getvalue(), name="phone.jpg", ctype="image/jpeg")
+    assert r.status_code == 200 and r.json()["image"] == {"width": 30, "height": 40}
+    for mode, arr in (("L", np.full((20, 20), 200, np.uint8)), ("I;16", np.full((20, 20), 60000, np.uint16)),
+                      ("RGBA", np.dstack([np.zeros((20, 20, 2), np.uint8), np.full((20, 20, 2), 255, np.uint8)]))):
+        buf = io.BytesIO()
+        Image.fromarray(arr, mode=mode if mode != "I;16" else None).save(buf, format="PNG")
+        r = post(client, buf.getvalue(), name=f"{mode}.png")
+        assert r.status_code == 200, (mode, r.text)
+        row = r.json()["rows"][0]
+        if mode == "RGBA":
+            assert row["label"] == "blue"                 # opaque blue stays blue
+        else:                                             # grey: equal channels, equal probabilities
+            assert max(row["probs"].values()) - min(row["probs"].values()) < 1e-6
+
+
 def test_abstention_threshold_is_applied(server):
     client, _ = server
     grey = post(client, png((128, 128, 128))).json()["rows"][0]    # uniform probabilities: u = 2/3
