@@ -15,8 +15,9 @@ import sys
 
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve a trained model over HTTP (web page + JSON API)",
-                       description=__doc__.split("\n\n")[0].strip("`"),
-                       epilog="Endpoints: GET / (page), POST /predict, GET /health, GET /model.")
+                       description=__doc__.split("\n\n")[0].replace("`", ""),
+                       epilog="Endpoints: GET / (the page), POST /predict (multipart field 'file'), GET /health, "
+                              "GET /model. Example: curl -F file=@photo.jpg http://127.0.0.1:8000/predict")
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="a ferkit checkpoint (.safetensors), a run folder, or an exported .onnx file")
     p.add_argument("--host", default="127.0.0.1",
