@@ -74,3 +74,49 @@ def test_evaluate_errors_are_one_sentence(tmp_path, capsys):
     assert err.startswith("ferkit: error: Checkpoint") and "\n" not in err
     assert main(["evaluate", "--zero-shot", "--dataset", "synthetic"]) == 2
     assert "--clip-path" in capsys.readouterr().err
+
+
+def _folder_with_contempt(root, classes=(("happy", 3), ("sad", 2), ("contempt", 2))):
+    """A folder dataset: happy (3), sad (2), contempt (2); the SynthFER model has no contempt class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cname, n in classes:
+        (root / cname).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / cname / f"{i}.png")
+    return root
+
+
+def test_evaluate_other_label_space_reports_excluded(run_dir, tmp_path, capsys):
+    data = _folder_with_contempt(tmp_path / "faces")
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run_dir), "--dataset", "folder", "--data-path", str(data), "--split", "all",
+                 "--out", str(out), "--no-leakage"]) == 0
+    assert "contempt 2" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["crossdata"]["excluded_counts"] == {"contempt": 2}
+    assert metrics["crossdata"]["dropped_model_classes"] == ["neutral", "surprise", "fear", "disgust", "anger"]
+    assert metrics["classes"] == ["happy", "sad"] and metrics["num_samples"] == 5
+    assert "Label mapping" in (out / "report.html").read_text()
+
+
+def test_crossdata_matrix(run_dir, tmp_path, capsys):
+    data = _folder_with_contempt(tmp_path / "faces")
+    other = _folder_with_contempt(tmp_path / "split" / "test", (("neutral", 2), ("anger", 2), ("fear", 1)))
+    _folder_with_contempt(tmp_path / "split" / "train", (("neutral", 1),))
+    out = tmp_path / "cross"
+    assert main(["crossdata", str(run_dir), "--datasets", f"folder:{other.parent}", f"folder:{data}",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = list(csv.reader((out / "crossdata.csv").open()))
+    assert rows[0] == ["trained_on \\ tested_on", "folder (split)", "folder (faces)"]
+    assert rows[1][0] == "synthetic" and all(0.0 <= float(v) <= 1.0 for v in rows[1][1:])
+    detail = json.loads((out / "crossdata.json").read_text())
+    split_cell, folder_cell = detail["cells"]
+    assert split_cell["split"] == "test" and split_cell["images"] == 5 and split_cell["excluded_counts"] == {}
+    assert split_cell["classes"] == ["neutral", "fear", "anger"]
+    assert folder_cell["excluded_counts"] == {"contempt": 2} and folder_cell["images"] == 5
+    assert folder_cell["split"] == "all"                       # this tree has no test split
+    assert (out / "crossdata.png").read_bytes()[:4] == b"\x89PNG"
+    assert "excluded contempt 2" in printed
