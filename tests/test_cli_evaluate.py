@@ -120,3 +120,26 @@ def test_crossdata_matrix(run_dir, tmp_path, capsys):
     assert folder_cell["split"] == "all"                       # this tree has no test split
     assert (out / "crossdata.png").read_bytes()[:4] == b"\x89PNG"
     assert "excluded contempt 2" in printed
+
+
+def test_zero_shot_uafer_with_tiny_clip(tmp_path, capsys):
+    pytest.importorskip("ferkit.methods.uafer", reason="UA-FER method module not present yet")
+    import torch
+
+    from ferkit.models.clip import build_clip
+
+    torch.save(build_clip("tiny", quick_gelu=True, seed=3).state_dict(), tmp_path / "clip.pt")
+    data = _folder_with_contempt(tmp_path / "faces")
+    out = tmp_path / "zs"
+    assert main(["evaluate", "--method", "uafer", "--zero-shot", "--clip-path", str(tmp_path / "clip.pt"),
+                 "--model-option", "model_size=tiny", "--dataset", "folder", "--data-path", str(data),
+                 "--split", "all", "--out", str(out), "--no-leakage"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    # zero-shot prompts are built for the dataset's own classes: nothing is mapped or excluded
+    assert metrics["classes"] == ["happy", "sad", "contempt"] and metrics["num_samples"] == 7
+    assert metrics["uncertainty"]["uncertainty_source"] == "evidential u = C/S"
+    assert metrics["facts"]["checkpoint"] == "none (zero-shot)"
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert all(0.0 < float(r["uncertainty"]) <= 1.0 for r in rows)
+    assert main(["evaluate", "--method", "baseline", "--zero-shot", "--clip-path", "x", "--dataset", "folder"]) == 2
+    assert "UA-FER only" in capsys.readouterr().err

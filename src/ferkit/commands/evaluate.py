@@ -23,6 +23,8 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--method", help="with --zero-shot: the method to build (uafer)")
     p.add_argument("--zero-shot", action="store_true", help="UA-FER zero-shot CLIP: no checkpoint, needs --clip-path")
     p.add_argument("--clip-path", help="local CLIP ViT-B/16 weights for --zero-shot")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --zero-shot: a UA-FER model config field, e.g. --model-option topk=8 (repeatable)")
     p.add_argument("--dataset", help="dataset adapter name (default: the checkpoint's own)")
     p.add_argument("--data-path", help="dataset root as it ships")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="default test")
@@ -68,15 +70,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.zero_shot and (args.method or "uafer") != "uafer":
         raise FerkitError(f"--zero-shot exists for UA-FER only; got --method {args.method}.")
-    if args.method and not args.zero_shot:
-        raise FerkitError("--method is only for --zero-shot; a checkpoint already names its method.")
+    if (args.method or args.model_option) and not args.zero_shot:
+        raise FerkitError("--method and --model-option are only for --zero-shot; a checkpoint already names its "
+                          "method and config.")
     if args.fold is not None and args.folds:
         raise FerkitError("Pass either --fold K or --folds all, not both.")
     result = evaluate(args.checkpoint, dataset=args.dataset, data_path=args.data_path, split=args.split,
                       fold=args.fold, folds=args.folds, num_folds=args.num_folds, out=args.out,
                       batch_size=args.batch_size, abstain_above=args.abstain_above, device=args.device,
                       options=parse_options(args.option), zero_shot=args.zero_shot, clip_path=args.clip_path,
-                      leakage=not args.no_leakage, modified_mig_steps=args.modified_mig_steps, seed=args.seed,
+                      model_options=parse_options(args.model_option), leakage=not args.no_leakage, modified_mig_steps=args.modified_mig_steps, seed=args.seed,
                       progress=not os.environ.get("FERKIT_NO_PROGRESS"))
     h, folds = result.metrics["headline"], result.metrics.get("folds")
     names = dict(HEADLINE)

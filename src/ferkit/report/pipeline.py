@@ -171,14 +171,15 @@ def evaluate(checkpoint: str | Path | None = None, *, dataset: str | None = None
              split: str = "test", fold: int | None = None, folds: str | None = None, num_folds: int | None = None,
              out: str | Path | None = None, batch_size: int = 64, abstain_above: float | None = None,
              device: str = "auto", options: dict | None = None, zero_shot: bool = False,
-             clip_path: str | None = None, leakage: bool = True, modified_mig_steps: int = 500,
+             clip_path: str | None = None, model_options: dict | None = None, leakage: bool = True, modified_mig_steps: int = 500,
              seed: int = 0, progress: bool = True) -> EvaluationResult:
     """Evaluate a checkpoint (or UA-FER zero-shot) and write metrics.json, predictions.csv, PNGs, report.html.
 
     ``folds="all"``: a run folder of per-fold runs is evaluated fold by fold on each fold's test split;
     a single checkpoint is evaluated on every fold's test split. Metrics are pooled over folds and each
     headline number is also given as mean and std over folds. ``modified_mig_steps=0`` skips DICE-FER's
-    modified MIG (it trains small critics).
+    modified MIG (it trains small critics). ``model_options`` are UA-FER config fields for ``zero_shot``
+    (e.g. {"model_size": "tiny"}).
     """
     from ferkit.engine.checkpoint import load_method
     from ferkit.report.evaluation import aggregate_folds, compute_metrics
@@ -206,9 +207,13 @@ def evaluate(checkpoint: str | Path | None = None, *, dataset: str | None = None
 
     def model_for(ckpt: Path | None, split_obj=None):
         if ckpt is None:
+            from ferkit.config import build_experiment
+            from ferkit.engine.devices import resolve_device
             from ferkit.methods.uafer import zero_shot_method
 
-            return zero_shot_method(clip_path=clip_path, label_space=split_obj.label_space, device=device)
+            cfg = build_experiment("uafer", data={"dataset": source.name, "data_path": str(source.root or "")},
+                                   train={"device": device}, model={**(model_options or {}), "clip_path": clip_path})
+            return zero_shot_method(cfg, split_obj.label_space, resolve_device(device))
         if ckpt not in loaded:
             loaded.clear()
             loaded[ckpt] = load_method(ckpt, device)
