@@ -157,9 +157,15 @@ def create_app(model: Any, limits: Limits | None = None, abstain_above: float | 
         image = await asyncio.to_thread(decode_image, data, limits.max_pixels)
         return image, str(part.filename or "upload")
 
+    def busy() -> JSONResponse:
+        return error(503, f"The server is busy ({limits.queue_size} requests are waiting); retry in a moment.",
+                     headers={"Retry-After": "1"})
+
     @app.post("/predict")
     async def predict(request: Request):
         start = time.perf_counter()
+        if batcher.full:                                  # refuse before reading and decoding the upload
+            return busy()
         try:
             image, name = await asyncio.wait_for(read_upload(request), limits.timeout)
         except UploadError as e:
@@ -170,8 +176,7 @@ def create_app(model: Any, limits: Limits | None = None, abstain_above: float | 
         try:
             rows = await batcher.submit((image, name), timeout=left)
         except QueueFull:
-            return error(503, f"The server is busy ({limits.queue_size} requests are waiting); "
-                              "retry in a moment.", headers={"Retry-After": "1"})
+            return busy()
         except asyncio.TimeoutError:
             return error(504, f"The model did not answer within the {limits.timeout:g} s timeout; "
                               "retry later or with a smaller image.")

@@ -4,8 +4,9 @@ Requests wait in a bounded queue. One worker task takes the first waiting reques
 collecting until it holds ``max_batch`` requests or ``batch_wait_ms`` have passed since the first was
 taken, and runs ``run_batch(items)`` in a worker thread so the event loop keeps accepting (and
 refusing) connections meanwhile. A full queue refuses at once (:class:`QueueFull`, a 503 for the
-caller) instead of letting latency grow without bound. A request whose caller stopped waiting
-(timeout, disconnect) before its batch started is dropped from the batch rather than computed.
+caller) instead of letting latency grow without bound. The model always runs on one dedicated thread,
+so uploads decoding in other threads never hold it up waiting for an executor slot. A request whose
+caller stopped waiting (timeout, disconnect) before its batch started is dropped, not computed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,15 +61,22 @@ class Batcher:
         self.running = 0                                  # items in the batch being computed now
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task | None = None
+        self._thread: ThreadPoolExecutor | None = None    # one dedicated thread runs the model
 
     @property
     def waiting(self) -> int:
         """Items queued and not yet taken into a batch."""
         return self._queue.qsize() if self._queue is not None else 0
 
+    @property
+    def full(self) -> bool:
+        """True when a new item would be refused now (lets callers refuse before costly work)."""
+        return self._queue is not None and self._queue.full()
+
     async def start(self) -> None:
         """Create the queue and the worker task on the running loop (call from the app's lifespan)."""
         self._queue = asyncio.Queue(maxsize=self.queue_size)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferkit-model")
         self._worker = asyncio.create_task(self._work(), name="ferkit-batcher")
 
     async def stop(self) -> None:
@@ -79,6 +88,9 @@ class Batcher:
             except asyncio.CancelledError:
                 pass
             self._worker = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=False, cancel_futures=True)
+            self._thread = None
         while self._queue is not None and not self._queue.empty():
             p = self._queue.get_nowait()
             if not p.future.done():
@@ -119,7 +131,8 @@ class Batcher:
     async def _run(self, items: list[Any]) -> list[Any]:
         """``run_batch`` in a worker thread; its exception is returned as the result of every item."""
         try:
-            results = list(await asyncio.to_thread(self.run_batch, items))
+            loop = asyncio.get_running_loop()
+            results = list(await loop.run_in_executor(self._thread, self.run_batch, items))
         except Exception as e:  # delivered to the callers, never lost
             return [e] * len(items)
         if len(results) != len(items):
