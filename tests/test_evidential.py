@@ -1,0 +1,122 @@
+"""Evidential maths on hand-computed values: Dirichlet opinions, EDL losses, KL, AvU, Dempster-Shafer fusion."""
+
+import math
+
+import pytest
+import torch
+
+from ferkit.losses.evidential import (
+    annealing_coef,
+    avu_loss,
+    dirichlet,
+    ds_combine,
+    edl_mse,
+    edl_nll,
+    evidence_from_scores,
+    evidential_loss,
+    kl_to_uniform,
+)
+
+
+def test_opinion_of_known_scores():
+    out = dirichlet(evidence_from_scores(torch.tensor([[1.0, 0.0, -1.0]])))
+    assert torch.allclose(out["alpha"], torch.tensor([[2.0, 1.0, 1.0]]))
+    assert torch.allclose(out["probs"], torch.tensor([[0.5, 0.25, 0.25]]))
+    assert torch.allclose(out["uncertainty"], torch.tensor([0.75]))
+    assert torch.allclose(out["belief"], torch.tensor([[0.25, 0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("kind", ["relu", "exp", "softplus"])
+def test_probs_sum_to_one_and_uncertainty_in_unit_interval(kind):
+    scores = torch.randn(64, 7) * 3
+    out = dirichlet(evidence_from_scores(scores, kind))
+    assert torch.allclose(out["probs"].sum(1), torch.ones(64), atol=1e-6)
+    assert ((out["uncertainty"] > 0) & (out["uncertainty"] <= 1)).all()
+    assert torch.allclose(out["belief"].sum(1) + out["uncertainty"], torch.ones(64), atol=1e-6)
+
+
+def test_evidence_functions():
+    s = torch.tensor([[-20.0, 0.0, 2.0]])
+    assert torch.equal(evidence_from_scores(s, "relu"), torch.tensor([[0.0, 0.0, 2.0]]))
+    assert torch.allclose(evidence_from_scores(s, "exp"), torch.tensor([[math.exp(-10), 1.0, math.exp(2)]]))
+    assert torch.allclose(evidence_from_scores(s, "softplus"), torch.nn.functional.softplus(s))
+
+
+def test_dempster_shafer_fusion_hand_computed():
+    b1, u1 = torch.tensor([[0.5, 0.2]]), torch.tensor([0.3])
+    b2, u2 = torch.tensor([[0.1, 0.6]]), torch.tensor([0.3])
+    # conflict = 0.5*0.6 + 0.2*0.1 = 0.32; b = (b1 b2 + b1 u2 + b2 u1) / 0.68; u = 0.09 / 0.68
+    out = ds_combine(b1, u1, b2, u2)
+    assert torch.allclose(out["belief"], torch.tensor([[0.23 / 0.68, 0.36 / 0.68]]), atol=1e-6)
+    assert torch.allclose(out["uncertainty"], torch.tensor([0.09 / 0.68]), atol=1e-6)
+    strength = 2 / (0.09 / 0.68)
+    assert torch.allclose(out["alpha"], torch.tensor([[0.23 / 0.68 * strength + 1, 0.36 / 0.68 * strength + 1]]),
+                          atol=1e-4)
+    assert torch.allclose(out["belief"].sum(1) + out["uncertainty"], torch.ones(1), atol=1e-6)
+
+
+def test_dempster_shafer_is_commutative_and_vacuous_opinion_is_neutral():
+    e1, e2 = torch.rand(5, 7) * 3, torch.rand(5, 7) * 3
+    o1, o2 = dirichlet(e1), dirichlet(e2)
+    ab = ds_combine(o1["belief"], o1["uncertainty"], o2["belief"], o2["uncertainty"])
+    ba = ds_combine(o2["belief"], o2["uncertainty"], o1["belief"], o1["uncertainty"])
+    assert torch.allclose(ab["alpha"], ba["alpha"], atol=1e-5)
+    vac = dirichlet(torch.zeros(5, 7))                     # u = 1, b = 0
+    same = ds_combine(o1["belief"], o1["uncertainty"], vac["belief"], vac["uncertainty"])
+    assert torch.allclose(same["alpha"], o1["alpha"], atol=1e-5)
+    # two agreeing opinions are more certain than either
+    assert (ab["uncertainty"] < torch.minimum(o1["uncertainty"], o2["uncertainty"])).all()
+
+
+def test_classification_losses_known_values():
+    alpha, y = torch.tensor([[2.0, 1.0, 1.0]]), torch.tensor([0])
+    m = edl_mse(alpha, y)
+    assert m["err"].item() == pytest.approx(0.25 + 2 * 0.0625)
+    assert m["var"].item() == pytest.approx((0.5 * 0.5 + 2 * 0.25 * 0.75) / 5)
+    assert edl_nll(alpha, y, "log").item() == pytest.approx(math.log(2))
+    assert edl_nll(alpha, y, "digamma").item() == pytest.approx(1 / 2 + 1 / 3)   # psi(4) - psi(2)
+
+
+def test_kl_to_uniform_matches_torch_distributions():
+    alpha = torch.rand(6, 7) * 4 + 0.5
+    ref = torch.distributions.kl_divergence(torch.distributions.Dirichlet(alpha),
+                                            torch.distributions.Dirichlet(torch.ones(6, 7)))
+    assert torch.allclose(kl_to_uniform(alpha), ref, atol=1e-5)
+    assert torch.allclose(kl_to_uniform(torch.ones(2, 7)), torch.zeros(2), atol=1e-6)
+
+
+def test_avu_known_values():
+    alpha = torch.tensor([[2.0, 1.0, 1.0]])                   # p_hat = 0.5, u = 0.75, predicts class 0
+    right = avu_loss(alpha, torch.tensor([0]), coef=0.3)
+    wrong = avu_loss(alpha, torch.tensor([1]), coef=0.3)
+    assert right.item() == pytest.approx(0.3 * -0.5 * math.log(0.25 + 1e-10))
+    assert wrong.item() == pytest.approx(0.7 * -0.5 * math.log(0.75 + 1e-10))
+    dis = avu_loss(alpha, torch.tensor([0]), coef=1.0, disentangle=True)
+    assert dis.item() == pytest.approx(-math.log(0.5 * 0.25))
+
+
+def test_annealing():
+    assert annealing_coef(0, 50) == 0.0 and annealing_coef(5, 50) == 0.5 and annealing_coef(30, 50) == 1.0
+    assert annealing_coef(0, 50, "exp") == pytest.approx(0.01)
+    assert annealing_coef(50, 50, "exp") == pytest.approx(1.0)
+
+
+def test_evidential_loss_terms_and_kl_targets():
+    alpha, y = torch.tensor([[2.0, 3.0, 1.0]]), torch.tensor([0])
+    mse = evidential_loss(alpha, y, "mse", with_kl=True, coef=0.5)
+    # mse path: alpha~ = (alpha - 1)(1 - y) + 1 = [1, 3, 1]
+    assert mse["kl"].item() == pytest.approx(0.5 * kl_to_uniform(torch.tensor([[1.0, 3.0, 1.0]])).item())
+    log = evidential_loss(alpha, y, "log", with_kl=True, with_avu=True, coef=0.5)
+    # log path: alpha~ = alpha (1 - y) + y = [1, 3, 1]
+    assert log["kl"].item() == pytest.approx(mse["kl"].item())
+    assert set(log) == {"cls", "kl", "avu"}
+    with pytest.raises(ValueError):
+        evidential_loss(alpha, y, "mse", with_avu=True)
+
+
+def test_runs_in_fp32_under_autocast():
+    scores = torch.randn(4, 7, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = dirichlet(evidence_from_scores(scores))
+        fused = ds_combine(out["belief"], out["uncertainty"], out["belief"], out["uncertainty"])
+    assert out["probs"].dtype == torch.float32 and fused["alpha"].dtype == torch.float32
