@@ -137,6 +137,14 @@ def test_cli_writes_the_dataset_and_refuses_bad_arguments(tmp_path, capsys):
     assert Image.open(tmp_path / "sheet.png").size == (70 + 7 * 32, 22 + 6 * 32)
     assert main(["synth", "--out", str(tmp_path / "bad"), "--confounding", "1.5"]) == 2
     assert "confounding" in capsys.readouterr().err
+    small = ["synth", "--out", str(out), "--identities", "3", "--images-per-identity", "2", "--size", "32"]
+    assert main(small) == 2 and "not empty" in capsys.readouterr().err          # never writes over silently
+    assert main([*small, "--overwrite"]) == 0
+    assert len(list((out / "images").glob("*.png"))) == 6                       # no stale image survives
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert main(["synth", "--out", str(tmp_path / "mine"), "--overwrite"]) == 2
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
     with pytest.raises(FerkitError, match="leaves none for training"):
         plan_synthfer(identities=2)
 
@@ -144,7 +152,7 @@ def test_cli_writes_the_dataset_and_refuses_bad_arguments(tmp_path, capsys):
 def test_expression_is_learnable_from_pixels_on_unseen_identities():
     from sklearn.linear_model import LogisticRegression
 
-    ds = render_synthfer(identities=24, images_per_identity=21, size=48, confounding=0.0, seed=0,
+    ds = render_synthfer(identities=21, images_per_identity=21, size=40, confounding=0.0, seed=0,
                          split_fractions=(0.7, 0.0, 0.3))
 
     def xy(split):
@@ -156,4 +164,6 @@ def test_expression_is_learnable_from_pixels_on_unseen_identities():
     (xtr, ytr), (xte, yte) = xy("train"), xy("test")
     assert len(ds.splits["val"]) == 0
     acc = LogisticRegression(C=0.02, max_iter=500).fit(xtr, ytr).score(xte, yte)
-    assert acc > 0.3, acc          # chance is 1/7 = 0.143
+    # chance is 1/7 = 0.143; on 126 test images 0.25 is 3.4 binomial standard deviations above it
+    # (this seed gives 0.42; seeds 1 and 2 give 0.30 and 0.40)
+    assert acc > 0.25, acc

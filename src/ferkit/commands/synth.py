@@ -22,6 +22,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                    metavar=("TRAIN", "VAL", "TEST"), help="identity fractions per split (default 0.6 0.2 0.2)")
     p.add_argument("--workers", type=int, default=1,
                    help="rendering processes; the output is identical for any number (default 1)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a SynthFER previously written to --out (other non-empty folders are refused)")
     p.add_argument("--contact-sheet", metavar="PNG",
                    help="also (or only, without --out) write a labelled grid: identities x the 7 expressions")
     return p
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         out = write_synthfer(args.out, identities=args.identities, images_per_identity=args.images_per_identity,
                              size=args.size, confounding=args.confounding, seed=args.seed,
-                             split_fractions=tuple(args.split_fractions), workers=args.workers)
+                             split_fractions=tuple(args.split_fractions), workers=args.workers,
+                             overwrite=args.overwrite, progress=True)
         n = args.identities * args.images_per_identity
         seconds = time.perf_counter() - start
         print(f"wrote {n} SynthFER images ({args.size} px, confounding {args.confounding}, seed {args.seed}) "

@@ -113,9 +113,9 @@ def _background(rng: np.random.Generator, nz: dict, side: int) -> Image.Image:
         small = base + amp * np.array([[-0.5], [0.5]], dtype=np.float32)[:, :, None] * np.ones((1, 2, 1))
     else:
         small = base + amp * 0.5 * np.sign(np.sin(np.linspace(0, 12 * np.pi, 48)))[None, :, None]
-    small = np.clip(small + 0.5, 0, 255).astype(np.uint8)
+    small = Image.fromarray(np.clip(small + 0.5, 0, 255).astype(np.uint8))
     mode = Image.NEAREST if tex == "stripes" else Image.BILINEAR
-    return Image.fromarray(small).resize((side, side), mode)
+    return small.resize((side // 2, side // 2), mode).resize((side, side), Image.NEAREST)   # smooth at 1x
 
 
 @lru_cache(maxsize=64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,29 +202,43 @@ def _render_chunk(job: tuple[list[dict], int, int]) -> list[np.ndarray]:
     return out
 
 
-def render_rows(rows: list[dict], size: int, seed: int, workers: int = 1) -> list[np.ndarray]:
+def render_rows(rows: list[dict], size: int, seed: int, workers: int = 1,
+                progress: bool = False) -> list[np.ndarray]:
     """Images for ``rows``; ``workers`` > 1 splits the rows over processes (same bytes either way)."""
-    if workers <= 1 or len(rows) < 64:
-        return _render_chunk((rows, size, seed))
-    import multiprocessing as mp
+    from tqdm import tqdm
 
-    bounds = np.linspace(0, len(rows), 4 * workers + 1).astype(int)
-    jobs = [(rows[a:b], size, seed) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers) as pool:
-        return [img for chunk in pool.map(_render_chunk, jobs) for img in chunk]
+    step = 64
+    jobs = [(rows[a:a + step], size, seed) for a in range(0, len(rows), step)]
+    bar = tqdm(total=len(rows), unit="img", desc="SynthFER",
+               disable=not progress or bool(os.environ.get("FERKIT_NO_PROGRESS")))
+    out: list[np.ndarray] = []
+    if workers <= 1 or len(jobs) < 2:
+        chunks = map(_render_chunk, jobs)
+        for chunk in chunks:
+            out.extend(chunk)
+            bar.update(len(chunk))
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        with ctx.Pool(min(workers, len(jobs))) as pool:
+            for chunk in pool.imap(_render_chunk, jobs):
+                out.extend(chunk)
+                bar.update(len(chunk))
+    bar.close()
+    return out
 
 
 def render_synthfer(identities: int = 24, images_per_identity: int = 56, size: int = 112,
                     confounding: float = 0.0, seed: int = 0,
                     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
-                    workers: int = 1) -> SynthFER:
+                    workers: int = 1, progress: bool = False) -> SynthFER:
     """Render SynthFER in memory: ``SynthFER.splits`` ("train", "val", "test") of uint8 RGB samples."""
     params = {"identities": int(identities), "images_per_identity": int(images_per_identity), "size": int(size),
               "confounding": float(confounding), "seed": int(seed),
               "split_fractions": [float(f) for f in split_fractions]}
     rows = plan_synthfer(identities, images_per_identity, size, confounding, seed, tuple(split_fractions))
-    images = render_rows(rows, int(size), int(seed), workers)
+    images = render_rows(rows, int(size), int(seed), workers, progress)
     samples: dict[str, list[Sample]] = {s: [] for s in SPLITS}
     for row, img in zip(rows, images, strict=True):
         meta = {**row, "source": f"synthfer/{row['file']}"}
@@ -236,8 +251,13 @@ def render_synthfer(identities: int = 24, images_per_identity: int = 56, size: i
 
 def write_synthfer(out_dir: str | Path, identities: int = 24, images_per_identity: int = 56, size: int = 112,
                    confounding: float = 0.0, seed: int = 0,
-                   split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), workers: int = 1) -> Path:
-    """Write images/NNNNNN.png, metadata.csv, splits/{train,val,test}.txt and synthfer.json under ``out_dir``."""
+                   split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), workers: int = 1,
+                   overwrite: bool = False, progress: bool = False) -> Path:
+    """Write images/NNNNNN.png, metadata.csv, splits/{train,val,test}.txt and synthfer.json under ``out_dir``.
+
+    A non-empty ``out_dir`` is refused unless ``overwrite`` and it holds a previous SynthFER (its files are
+    then removed first, so no stale image outlives its metadata row).
+    """
     from PIL import Image
 
     from ferkit import __version__
@@ -245,7 +265,18 @@ def write_synthfer(out_dir: str | Path, identities: int = 24, images_per_identit
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FerkitError(f"SynthFER output {out} is a file; name a folder to write into.")
-    ds = render_synthfer(identities, images_per_identity, size, confounding, seed, split_fractions, workers)
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FerkitError(f"SynthFER output folder {out} is not empty; name a new folder, or pass --overwrite "
+                              "to replace the SynthFER written there before.")
+        if not (out / "synthfer.json").is_file():
+            raise FerkitError(f"Folder {out} is not empty and holds no synthfer.json, so it is not a SynthFER "
+                              "folder ferkit may overwrite; name a new or empty folder.")
+        for old in [*(out / "images").glob("*.png"), *(out / "splits").glob("*.txt"), out / "metadata.csv",
+                    out / "synthfer.json"]:
+            old.unlink(missing_ok=True)
+    ds = render_synthfer(identities, images_per_identity, size, confounding, seed, split_fractions, workers,
+                         progress)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "splits").mkdir(exist_ok=True)
     by_file = {s.meta["file"]: s.image for sp in SPLITS for s in ds.splits[sp].samples}
