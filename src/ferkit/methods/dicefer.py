@@ -45,7 +45,7 @@ class DiceFerConfig:
     image_size: int = 112                   # aligned face side in pixels (paper: 112)
     channels: int = 1                       # 1 = grayscale (paper), 3 = RGB
     whitening: str = "per_image"            # [INFERRED] paper says "whitening": per_image standardisation | none
-    align: str = "mtcnn5"                   # face alignment: mtcnn5 | none (already aligned, e.g. SynthFER)
+    align: str = "auto"                     # face alignment: auto (none for SynthFER, else mtcnn5) | mtcnn5 | none
     template: str = "default"               # alignment template
     augment: str = "dicefer14"              # training augmentation: dicefer14 (7 rotations x flip, paper) | flip | none
     # MI estimation
@@ -93,7 +93,8 @@ class DiceFerMethod(Method):
         m = self.m
         choices = {"estimator": ("dv", "jsd", "infonce"), "local_reduction": ("sum", "mean"),
                    "marginal": ("permute", "roll"), "test_encoder": ("m", "mean"),
-                   "whitening": ("none", "per_image"), "channels": (1, 3)}
+                   "whitening": ("none", "per_image"), "channels": (1, 3),
+                   "align": ("auto", "mtcnn5", "none")}
         for key, allowed in choices.items():
             if getattr(m, key) not in allowed:
                 raise ConfigError(f"model.{key} must be one of {', '.join(map(str, allowed))}, "
@@ -117,7 +118,12 @@ class DiceFerMethod(Method):
     def preprocessing(self) -> Preprocessing:
         c = self.m.channels
         return Preprocessing(size=self.m.image_size, channels=c, mean=(0.5,) * c, std=(0.5,) * c,
-                             whitening=self.m.whitening, align=self.m.align, template=self.m.template)
+                             whitening=self.m.whitening, align=self._align(), template=self.m.template)
+
+    def _align(self) -> str:
+        if self.m.align != "auto":
+            return self.m.align
+        return "none" if self.cfg.data.dataset == "synthetic" else "mtcnn5"
 
     def stage_epochs(self) -> dict[str, int]:
         e = self.cfg.train.epochs

@@ -1,0 +1,113 @@
+"""DICE-FER method: each stage changes exactly the networks it should; pairing; prediction; configs; MIG."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ferkit.api.dicefer import DICEFER, pair_within_batch
+from ferkit.config import build_experiment, experiment_from_dict, load_yaml
+from ferkit.data.labels import SYNTHFER
+from ferkit.engine.method import StepContext
+from ferkit.methods.registry import get_method
+from ferkit.metrics.modified_mig import modified_mig
+
+TINY = {"image_size": 32, "critic_hidden": 16, "disc_hidden": [16, 8], "classifier_hidden": [16, 8]}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_method(**model):
+    cfg = build_experiment("dicefer", data={"dataset": "synthetic"}, model={**TINY, **model})
+    return get_method("dicefer")(cfg, SYNTHFER, torch.device("cpu"))
+
+
+def snapshot(method) -> dict[str, dict[str, torch.Tensor]]:
+    return {n: {k: v.detach().clone() for k, v in net.state_dict().items()} for n, net in method.networks().items()}
+
+
+def changed(before, after) -> set[str]:
+    return {n for n in before if any(not torch.equal(before[n][k], after[n][k]) for k in before[n])}
+
+
+def test_each_stage_updates_exactly_its_networks():
+    method = tiny_method()
+    batch = {"image": torch.randn(6, 1, 32, 32), "image_pair": torch.randn(6, 1, 32, 32),
+             "expression": torch.tensor([0, 1, 2, 3, 4, 5])}
+    expected = {"stage1": {"exp_encoders", "s1_critics"},
+                "stage2": {"id_encoders", "s2_critics", "discriminators"},
+                "stage3": {"classifier"}}
+    for phase in method.phases():
+        ctx = StepContext(phase.optimizers, torch.device("cpu"), None)
+        method.on_phase_start(phase)
+        method.train_mode(phase)
+        before = snapshot(method)
+        method.train_step(phase, batch, ctx)
+        after = snapshot(method)
+        assert changed(before, after) == expected[phase.name], phase.name
+        if phase.name == "stage2":   # frozen psi: every weight and BatchNorm buffer bitwise unchanged
+            for k, v in before["exp_encoders"].items():
+                assert torch.equal(v, after["exp_encoders"][k]), k
+        # every trainable network actually moved in every one of its sub-networks
+        for name in expected[phase.name]:
+            for sub, mod in method.networks()[name].named_children():
+                keys = [f"{sub}.{k}" for k in mod.state_dict()] if name != "classifier" else list(before[name])
+                assert any(not torch.equal(before[name][k], after[name][k]) for k in keys), (name, sub)
+
+
+def test_predict_gives_probs_expression_and_identity_codes():
+    method = tiny_method(test_encoder="mean")
+    x = torch.randn(4, 1, 32, 32)
+    pred = method.predict(x)
+    assert pred.probs.shape == (4, 7)
+    torch.testing.assert_close(pred.probs.sum(1), torch.ones(4))
+    assert pred.embedding.shape == (4, 64) and pred.extra["identity"].shape == (4, 64)
+    method.eval_mode()
+    with torch.no_grad():
+        e_m = method.nets["exp_encoders"]["m"](x)[1]
+        e_n = method.nets["exp_encoders"]["n"](x)[1]
+    torch.testing.assert_close(pred.embedding, 0.5 * (e_m + e_n))
+    assert method.preprocessing().align == "none" and method.preprocessing().whitening == "per_image"
+
+
+def test_pair_within_batch_prefers_other_subjects_and_drops_singletons():
+    labels = torch.tensor([0, 0, 1, 2, 2, 2])
+    subjects = torch.tensor([0, 1, 0, 5, 5, 6])
+    for seed in range(5):
+        keep, partner = pair_within_batch(labels, subjects, torch.Generator().manual_seed(seed))
+        assert keep.tolist() == [0, 1, 3, 4, 5]                     # label 1 occurs once: no partner
+        pairs = dict(zip(keep.tolist(), partner.tolist(), strict=True))
+        assert pairs[0] == 1 and pairs[1] == 0 and pairs[3] == 5 and pairs[4] == 5 and pairs[5] in (3, 4)
+    keep, partner = pair_within_batch(labels, torch.full((6,), -1))
+    assert all(labels[k] == labels[p] and k != p for k, p in zip(keep.tolist(), partner.tolist(), strict=True))
+
+
+def test_seed_lambdas_map_onto_paper_weights():
+    model = DICEFER(num_classes=7, feature_dim=64, lambda_exp=2.0, lambda_id=1.0, lambda_adv=0.1,
+                    image_size=32, critic_hidden=16, device="cpu")
+    m = model.cfg.model
+    assert (m.mu_exp, m.nu_exp, m.mu_id, m.nu_id, m.zeta_adv) == (1.0, 2.0, 0.5, 1.0, 0.1)
+    paper = DICEFER(zeta_adv=0.025, image_size=32, critic_hidden=16, device="cpu")
+    assert paper.cfg.model.zeta_adv == 0.025
+    assert "zeta_adv=0.025" in paper.describe()["weights_in_force"]
+
+
+@pytest.mark.parametrize("name", ["ckplus", "oulu", "rafdb", "affectnet", "synthetic"])
+def test_dataset_configs_load(name):
+    cfg = experiment_from_dict(load_yaml(ROOT / "configs" / f"dicefer_{name}.yaml"))
+    assert cfg.method == "dicefer" and cfg.data.dataset == name
+    assert cfg.model.zeta_adv == 0.025 and cfg.model.image_size == 112 and cfg.model.channels == 1
+    if name in ("ckplus", "oulu"):
+        assert cfg.data.num_folds == 10 and cfg.data.fold is None
+
+
+def test_modified_mig_known_structure():
+    rng = np.random.default_rng(0)
+    n = 400
+    e_m = rng.normal(size=(n, 4)).astype(np.float32)
+    e_n = (e_m + 0.3 * rng.normal(size=(n, 4))).astype(np.float32)   # strongly dependent pair
+    indep = rng.normal(size=(n, 4)).astype(np.float32)                 # identity code independent of E
+    good = modified_mig(e_m, e_n, indep, seeds=(0,), steps=200, hidden=32)
+    bad = modified_mig(e_m, e_n, e_m.copy(), seeds=(0,), steps=200, hidden=32)  # identity == expression
+    assert good["i_exp_exp"] > 1.0 and good["i_exp_id"] < 0.15 and good["mig"] > 0.9
+    assert bad["i_exp_id"] > 1.0 and bad["mig"] < good["mig"] - 0.8
