@@ -143,3 +143,25 @@ def test_zero_shot_uafer_with_tiny_clip(tmp_path, capsys):
     assert all(0.0 < float(r["uncertainty"]) <= 1.0 for r in rows)
     assert main(["evaluate", "--method", "baseline", "--zero-shot", "--clip-path", "x", "--dataset", "folder"]) == 2
     assert "UA-FER only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_evaluate_dicefer_shows_modified_mig_beside_mig(tmp_path):
+    from ferkit.config import build_experiment
+    from ferkit.engine.trainer import train
+
+    model = {"image_size": 32, "critic_hidden": 16, "disc_hidden": [16, 8], "classifier_hidden": [16, 8]}
+    cfg = build_experiment("dicefer", {"synth_identities": 8, "synth_images_per_identity": 14, "cache": False},
+                           {"epochs": 1, "max_steps": 3, "batch_size": 16, "out": str(tmp_path / "run"),
+                            "eval_every": 0}, model)
+    run = train(cfg, progress=False).run_dir
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run), "--out", str(out), "--modified-mig-steps", "20"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    mm = metrics["modified_mig"]
+    assert mm["value"] == pytest.approx(mm["i_exp_exp"] - mm["i_exp_id"], abs=1e-9)
+    assert metrics["leakage"]["mig"]["codes"] == "expression embedding + identity embedding"
+    assert "identity_embedding" in metrics["leakage"]
+    page = (out / "report.html").read_text()
+    assert "modified MIG" in page and "disentanglement_lib" in page
+    assert (out / "identity_embedding_2d.png").is_file()

@@ -98,21 +98,24 @@ def plot_risk_coverage(coverage: np.ndarray, risk: np.ndarray, path: str | Path,
 
 def plot_uncertainty_histogram(uncertainty: np.ndarray, correct: np.ndarray, path: str | Path,
                                label: str = "uncertainty", threshold: float | None = None) -> Path:
-    """Histograms of uncertainty for right and wrong predictions (shared bins, densities)."""
+    """Histograms of uncertainty for right and wrong predictions (shared bins, fractions per group)."""
     u = np.asarray(uncertainty, dtype=float)
     ok = np.asarray(correct, dtype=bool)
     lo, hi = float(u.min()), float(u.max())
     edges = np.linspace(lo, hi if hi > lo else lo + 1e-6, 31)
     fig = _figure(5.0, 3.6)
     ax = fig.add_subplot(1, 1, 1)
-    if ok.any():
-        ax.hist(u[ok], bins=edges, alpha=0.6, color="#2e75b6", density=True, label=f"right ({ok.sum()})")
-    if (~ok).any():
-        ax.hist(u[~ok], bins=edges, alpha=0.6, color="#c00000", density=True, label=f"wrong ({(~ok).sum()})")
+    for sel, colour, name in ((ok, "#2e75b6", "right"), (~ok, "#c00000", "wrong")):
+        if sel.any():   # each group's bars sum to 1, so groups of different sizes compare
+            ax.hist(u[sel], bins=edges, alpha=0.6, color=colour, weights=np.full(sel.sum(), 1.0 / sel.sum()),
+                    label=f"{name} ({sel.sum()})")
     if threshold is not None:
         ax.axvline(threshold, color="k", ls="--", lw=1, label=f"abstain above {threshold:g}")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.set_xlabel(label)
-    ax.set_ylabel("density")
+    ax.set_ylabel("fraction of the group")
     ax.set_title("Uncertainty of right vs wrong predictions")
     ax.legend(fontsize=8)
     return _save(fig, path)
