@@ -171,8 +171,8 @@ def evaluate(checkpoint: str | Path | None = None, *, dataset: str | None = None
              split: str = "test", fold: int | None = None, folds: str | None = None, num_folds: int | None = None,
              out: str | Path | None = None, batch_size: int = 64, abstain_above: float | None = None,
              device: str = "auto", options: dict | None = None, zero_shot: bool = False,
-             clip_path: str | None = None, model_options: dict | None = None, leakage: bool = True, modified_mig_steps: int = 500,
-             seed: int = 0, progress: bool = True) -> EvaluationResult:
+             clip_path: str | None = None, model_options: dict | None = None, leakage: bool = True,
+             modified_mig_steps: int = 500, seed: int = 0, progress: bool = True) -> EvaluationResult:
     """Evaluate a checkpoint (or UA-FER zero-shot) and write metrics.json, predictions.csv, PNGs, report.html.
 
     ``folds="all"``: a run folder of per-fold runs is evaluated fold by fold on each fold's test split;
@@ -258,6 +258,13 @@ def evaluate(checkpoint: str | Path | None = None, *, dataset: str | None = None
     metrics["leakage"] = per_fold_metrics[0].get("leakage", {})
     if per_fold_metrics[0].get("modified_mig"):
         metrics["modified_mig"] = per_fold_metrics[0]["modified_mig"]
+    if cross:                                   # same model label space and dataset in every fold: add counts
+        excluded: dict[str, int] = {}
+        for m in per_fold_metrics:
+            for c, n in m["crossdata"]["excluded_counts"].items():
+                excluded[c] = excluded.get(c, 0) + n
+        metrics["crossdata"] = {**cross, "excluded_counts": excluded, "num_excluded": sum(excluded.values()),
+                                "zero_mass_rows": sum(m["crossdata"]["zero_mass_rows"] for m in per_fold_metrics)}
     from ferkit.report.evaluation import headline
 
     metrics["headline"] = headline(metrics)
