@@ -1,0 +1,47 @@
+"""`ferkit train` end to end through ``ferkit.cli.main``: the run folder, and one-sentence config errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from ferkit.cli import main
+from ferkit.engine.checkpoint import read_checkpoint
+
+SMALL = ["--set", "data.synth_identities=10", "--set", "data.synth_images_per_identity=7",
+         "--set", "model.image_size=32", "--batch-size", "8", "--device", "cpu"]
+
+
+def test_train_writes_the_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--method", "baseline", "--dataset", "synthetic", "--epochs", "2", "--limit-batches", "2",
+                 "--out", str(out), "--lr", "1e-3", "--seed", "3", *SMALL])
+    assert code == 0
+    for name in ("config.yaml", "log.txt", "metrics.csv", "metrics.json", "checkpoints/last.safetensors",
+                 "checkpoints/last.safetensors.state.pt", "checkpoints/best.safetensors"):
+        assert (out / name).is_file(), name
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and all(r["eval_split"] == "val" for r in rows)
+    assert float(rows[0]["train_ce"]) > 0
+    ckpt = read_checkpoint(out / "checkpoints" / "last.safetensors")
+    assert ckpt.meta["config"]["train"]["seed"] == 3 and ckpt.meta["config"]["train"]["lr"] == 1e-3
+    assert ckpt.meta["config"]["model"]["image_size"] == 32
+    assert ckpt.meta["preprocessing"]["align"] == "none" and ckpt.meta["label_space"]["name"] == "synthfer"
+    assert "random init" in ckpt.meta["describe"]["backbone"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["steps"] == 4
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_bad_set_key_is_one_sentence_and_exit_2(tmp_path, capsys):
+    code = main(["train", "--method", "baseline", "--out", str(tmp_path / "r"), "--set", "train.epoch=3"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("ferkit: error: Unknown config key 'train.epoch'") and err.count("\n") == 0
+    assert not (tmp_path / "r").exists()                       # nothing started
+
+
+def test_method_flag_for_another_method_is_refused(tmp_path, capsys):
+    code = main(["train", "--method", "baseline", "--alpha", "0.5", "--out", str(tmp_path / "r")])
+    assert code == 2 and "Unknown config key 'model.alpha'" in capsys.readouterr().err
