@@ -96,8 +96,8 @@ class FaceSketch:
 
 @lru_cache(maxsize=1)
 def _noise_bank() -> np.ndarray:
-    """A fixed (512, 512, 3) standard-normal field; images take seeded crops of it (cheap Gaussian noise)."""
-    return np.random.default_rng(20240917).standard_normal((512, 512, 3), dtype=np.float32)
+    """A fixed (512, 512*3) standard-normal field; images take seeded crops of it (cheap Gaussian noise)."""
+    return np.random.default_rng(20240917).standard_normal((512, 512 * 3), dtype=np.float32)
 
 
 def _background(rng: np.random.Generator, nz: dict, side: int) -> Image.Image:
@@ -389,17 +389,24 @@ def render_face(idp: dict, au: dict, nz: dict, size: int, rng: np.random.Generat
         _brow(sk, idp, au, s)
     sk.items.extend(glasses)
     sk.render(canvas, nz)
-    img = np.asarray(canvas.reduce(2), dtype=np.float32)                       # (size, size, 3)
-    g = _lin(size).astype(np.float32)
-    ang = nz["light_angle"]
-    light = nz["brightness"] + nz["light_strength"] * (np.cos(ang) * g[None, :] + np.sin(ang) * g[:, None])
-    img *= light[:, :, None]
-    if nz["noise_sigma"] > 0:
+    return _finish(canvas, nz, size, rng)
+
+
+def _finish(canvas: Image.Image, nz: dict, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Downsample 2x (box filter), multiply by the lighting gradient, add Gaussian noise, round to uint8."""
+    img = np.asarray(canvas.reduce(2)).astype(np.float32).reshape(size, size * 3)   # (size, size*3) RGB rows
+    g = _lin(size)
+    ang, strength = nz["light_angle"], nz["light_strength"]
+    across = np.repeat((nz["brightness"] + strength * np.cos(ang) * g).astype(np.float32), 3)    # (size*3,)
+    down = (strength * np.sin(ang) * g).astype(np.float32)                                      # (size,)
+    img *= across[None, :] + down[:, None]
+    sigma = np.float32(nz["noise_sigma"])
+    if sigma > 0:
         if size <= 256:
             oy, ox = rng.integers(0, 512 - size, 2)
-            noise = _noise_bank()[oy:oy + size, ox:ox + size]                  # (size, size, 3)
+            noise = _noise_bank()[oy:oy + size, 3 * ox:3 * (ox + size)]         # (size, size*3) view
         else:
             noise = rng.standard_normal(img.shape, dtype=np.float32)
-        img += noise * np.float32(nz["noise_sigma"])
+        img += noise * sigma
     img += 0.5
-    return np.clip(img, 0, 255, out=img).astype(np.uint8)
+    return np.clip(img, 0, 255, out=img).astype(np.uint8).reshape(size, size, 3)
