@@ -310,8 +310,9 @@ def contact_sheet(path: str | Path, identities: int = 6, size: int = 112, seed: 
     sheet = Image.new("RGB", (label_w + size * len(classes), head_h + size * identities), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=13)
+    centred = {"anchor": "mm"} if isinstance(font, ImageFont.FreeTypeFont) else {}   # bitmap fonts cannot anchor
     for e, name in enumerate(classes):
-        draw.text((label_w + e * size + size // 2, head_h // 2), name, fill=(0, 0, 0), font=font, anchor="mm")
+        draw.text((label_w + e * size + size // 2, head_h // 2), name, fill=(0, 0, 0), font=font, **centred)
     plain = {"yaw": 0.0, "roll": 0.0, "scale": 1.0, "shift_x": 0.0, "shift_y": 0.0, "light_angle": 0.8,
              "light_strength": 0.08, "brightness": 1.0, "noise_sigma": 0.0, "bg_r": 165.0, "bg_g": 175.0,
              "bg_b": 185.0, "bg_texture": "flat", "bg_texture_strength": 0.0}
@@ -320,7 +321,7 @@ def contact_sheet(path: str | Path, identities: int = 6, size: int = 112, seed: 
         static = static_layers(ident)
         noisy = i >= identities - nuisance_rows
         draw.text((label_w // 2, head_h + i * size + size // 2), f"id {i}" + ("\n+nuis." if noisy else ""),
-                  fill=(0, 0, 0), font=font, anchor="mm", align="center")
+                  fill=(0, 0, 0), font=font, align="center", **centred)
         for e in range(len(classes)):
             r = np.random.default_rng([seed, 5, i, e])
             nz = {k: v[0].item() for k, v in sample_nuisance(r, 1).items()} if noisy else plain
