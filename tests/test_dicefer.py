@@ -17,6 +17,15 @@ TINY = {"image_size": 32, "critic_hidden": 16, "disc_hidden": [16, 8], "classifi
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on shared CPUs two OpenMP threads spin and make these small steps several times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_method(**model):
     cfg = build_experiment("dicefer", data={"dataset": "synthetic"}, model={**TINY, **model})
     return get_method("dicefer")(cfg, SYNTHFER, torch.device("cpu"))

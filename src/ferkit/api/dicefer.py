@@ -161,6 +161,9 @@ class DICEFER:
             meth.on_phase_start(phase)
             for epoch in range(phase.epochs):
                 meth.train_mode(phase)
+                dataset = getattr(train_loader, "dataset", None)
+                if hasattr(dataset, "set_epoch"):   # PairDataset: partners re-drawn each epoch
+                    dataset.set_epoch(epoch)
                 sums: dict[str, float] = {}
                 steps = skipped = 0
                 batches = train_loader
