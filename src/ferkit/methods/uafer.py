@@ -94,7 +94,9 @@ def prompt_words(label_space, class_names: list[str] | None) -> list[str]:
 
 
 def _validate(m: UAFerConfig) -> None:
-    checks = [("variant", m.variant, VARIANTS), ("fusion", m.resolved("fusion"), ("score", "ds")),
+    if m.variant not in VARIANTS:
+        raise ConfigError(f"model.variant is '{m.variant}'; use one of {', '.join(VARIANTS)}.")
+    checks = [("fusion", m.resolved("fusion"), ("score", "ds")),
               ("loss_type", m.resolved("loss_type"), ("mse", "log", "digamma")),
               ("teacher_view", m.resolved("teacher_view"), ("same", "augmented")),
               ("evidence", m.evidence, ("relu", "exp", "softplus")), ("annealing", m.annealing, ("step", "exp"))]
