@@ -87,7 +87,11 @@ def export_method_onnx(method, out: str | Path, opset: int = DEFAULT_OPSET, chec
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     dynamic = {"image": {0: "batch"}, **{n: {0: "batch"} for n in names}}
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     try:
+        # nn.MultiheadAttention's fused inference kernel (_native_multi_head_attention) has no ONNX
+        # symbolic; the unfused path computes the same attention and exports (CLIP ViT-B/16)
+        torch.backends.mha.set_fastpath_enabled(False)
         with warnings.catch_warnings():      # the TorchScript exporter's deprecation notice (see module doc)
             warnings.simplefilter("ignore", DeprecationWarning)
             # shape arithmetic frozen by the tracer; the parity check runs another batch size to catch it
@@ -99,6 +103,7 @@ def export_method_onnx(method, out: str | Path, opset: int = DEFAULT_OPSET, chec
                           "input": {"name": "image", "shape": ["batch", pre.channels, pre.size, pre.size]}})
         tmp.replace(out)
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         if tmp.exists():
             tmp.unlink()
     info = {"path": str(out), "outputs": names, "uncertainty_kind": kind, "opset": opset}

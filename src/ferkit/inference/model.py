@@ -104,7 +104,16 @@ class FERModel:
                 "version": self.meta.get("ferkit_version"), "ferkit_version": __version__,
                 "engine": self.engine.name, "uncertainty": UNCERTAINTY_KINDS[self.uncertainty_kind],
                 "uncertainty_kind": self.uncertainty_kind, "source": self.source,
+                "alignment": self._alignment_note(),
                 "describe": self.meta.get("describe", {})}
+
+    def _alignment_note(self) -> str:
+        pre = self.preprocessing
+        note = (f"photos: MTCNN detection, 5-point similarity alignment to the '{pre.template}' template at "
+                f"{pre.size} px; --aligned crops are only resized")
+        if pre.align == "none":
+            note += " (the model was trained on pre-aligned images; photos are aligned to its template)"
+        return note
 
     @property
     def detector(self):

@@ -1,0 +1,141 @@
+"""Inference speed: faces per second for DICE-FER and UA-FER, torch fp32 vs bf16 vs onnxruntime.
+
+    .venv/bin/python benchmarks/bench_inference.py [--models dicefer uafer-tiny uafer-vitb16]
+        [--batch 16] [--faces 48] [--photos 6] [--repeats 3] [--threads 2] [--device cpu] [--out x.json]
+
+For each model (random weights: speed does not depend on them) and each engine, side by side in one
+run, it measures
+  * without detection: aligned crops -> preprocess_batch -> forward, in batches of --batch (faces/s);
+  * with detection: whole photos (scikit-image's astronaut, 512x512, one face each) -> MTCNN -> align
+    -> forward, i.e. what ``ferkit predict photo.jpg`` does per image (faces/s).
+Each figure is the median of --repeats timed runs after a warm-up, and the engines' runs are
+interleaved so background load hits them alike; ratios are against torch fp32 of the same model.
+DICE-FER's prediction runs both encoders (expression and identity), as ``predict`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = {
+    "dicefer": ("dicefer", {}),
+    "uafer-tiny": ("uafer", {"model_size": "tiny"}),
+    "uafer-vitb16": ("uafer", {"model_size": "ViT-B-16"}),
+}
+ENGINES = ("torch-fp32", "torch-bf16", "onnx")
+
+
+def build_models(key: str, device: str, workdir: Path) -> dict:
+    """The three engines over one randomly initialised method."""
+    import torch
+
+    from ferkit.config import build_experiment
+    from ferkit.data.labels import RAFDB
+    from ferkit.export import export_method_onnx
+    from ferkit.inference.engines import OnnxEngine, TorchEngine
+    from ferkit.inference.model import FERModel, model_from_method
+    from ferkit.methods.registry import get_method
+
+    name, model_cfg = MODELS[key]
+    cfg = build_experiment(name, data={"dataset": "rafdb"}, model=model_cfg)
+    method = get_method(name)(cfg, RAFDB, torch.device(device))
+    fp32 = model_from_method(method, precision="fp32", device=device)
+    bf16 = FERModel(TorchEngine(method, precision="bf16"), device=device)
+    method_cpu = method if device == "cpu" else get_method(name)(cfg, RAFDB, torch.device("cpu"))
+    if method_cpu is not method:
+        method_cpu.checkpoint_meta = method.checkpoint_meta
+        for n, net in method_cpu.networks().items():
+            net.load_state_dict(method.networks()[n].state_dict())
+        method_cpu.eval_mode()
+    onnx_path = workdir / f"{key}.onnx"
+    parity = export_method_onnx(method_cpu, onnx_path)["max_abs_diff"]
+    onnx = FERModel(OnnxEngine.load(onnx_path, device=device), device=device)
+    return {"torch-fp32": fp32, "torch-bf16": bf16, "onnx": onnx, "_parity": parity}
+
+
+def seconds(fn) -> float:
+    """Wall-clock seconds of one call."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_model(key: str, args, workdir: Path) -> dict:
+    import numpy as np
+    from skimage import data as skdata
+
+    from ferkit.data.faces import align_face
+
+    models = build_models(key, args.device, workdir)
+    photo = skdata.astronaut()
+    size = models["torch-fp32"].preprocessing.size
+    face = models["torch-fp32"].detector.detect(photo)[0]
+    crop = align_face(photo, face.landmarks, size, models["torch-fp32"].preprocessing.template)
+    rng = np.random.default_rng(0)
+    crops = [np.clip(crop.astype(np.int16) + rng.integers(-8, 9, crop.shape), 0, 255).astype(np.uint8)
+             for _ in range(args.faces)]
+    photos = [photo] * args.photos
+    for e in ENGINES:                                              # warm-up: allocators, onnxruntime arenas
+        models[e].predict_crops(crops[:args.batch], args.batch)
+        models[e].predict(photos[:1])
+    times: dict[str, dict[str, list[float]]] = {e: {"crops": [], "photos": []} for e in ENGINES}
+    for _ in range(args.repeats):                                  # interleave engines round by round
+        for e in ENGINES:
+            m = models[e]
+            times[e]["crops"].append(seconds(lambda m=m: m.predict_crops(crops, args.batch)))
+            times[e]["photos"].append(seconds(lambda m=m: m.predict(photos, batch_size=args.batch)))
+    out = {"model": key, "input": f"{size} px x {models['torch-fp32'].preprocessing.channels} ch",
+           "onnx_parity_max_abs_diff": max(models["_parity"].values()), "engines": {}}
+    for e in ENGINES:
+        c = statistics.median(times[e]["crops"])
+        p = statistics.median(times[e]["photos"])
+        out["engines"][e] = {"faces_per_s_aligned": args.faces / c, "faces_per_s_with_detection": args.photos / p}
+    ref = out["engines"]["torch-fp32"]
+    for e in ENGINES:
+        r = out["engines"][e]
+        r["ratio_aligned_vs_fp32"] = r["faces_per_s_aligned"] / ref["faces_per_s_aligned"]
+        r["ratio_detection_vs_fp32"] = r["faces_per_s_with_detection"] / ref["faces_per_s_with_detection"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    import torch
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["dicefer", "uafer-tiny", "uafer-vitb16"], choices=list(MODELS))
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--faces", type=int, default=48, help="aligned crops per timed run")
+    p.add_argument("--photos", type=int, default=6, help="photos per timed run with detection")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="also write the results as JSON here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ferkit-bench-") as tmp:
+        for key in args.models:
+            results.append(bench_model(key, args, Path(tmp)))
+            r = results[-1]
+            print(f"\n{r['model']} ({r['input']}; onnx parity {r['onnx_parity_max_abs_diff']:.1e})")
+            print(f"  {'engine':<11} {'aligned faces/s':>16} {'x fp32':>7} {'with detection':>15} {'x fp32':>7}")
+            for e, v in r["engines"].items():
+                print(f"  {e:<11} {v['faces_per_s_aligned']:>16.1f} {v['ratio_aligned_vs_fp32']:>7.2f} "
+                      f"{v['faces_per_s_with_detection']:>15.2f} {v['ratio_detection_vs_fp32']:>7.2f}")
+    meta = {"device": args.device, "threads": args.threads, "batch": args.batch, "torch": torch.__version__,
+            "cpu_count": os.cpu_count()}
+    if args.out:
+        Path(args.out).write_text(json.dumps({"setup": meta, "results": results}, indent=1))
+    print(f"\nsetup: {json.dumps(meta)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
