@@ -68,7 +68,7 @@ def run_snippet(synth, epochs_text: str) -> dict:
     pre = Preprocessing(size=112, channels=1, mean=(0.5,), std=(0.5,), whitening="per_image", align="none")
     ns = {"train_loader": ferkit_loader(synth.splits["train"], 8, pre),
           "val_loader": ferkit_loader(synth.splits["val"], 8, pre),
-          "test_loader": ferkit_loader(synth.splits["test"], 16, pre)}
+          "test_loader": ferkit_loader(synth.splits["test"], 8, pre)}
     exec(SEED_SNIPPET.replace("epochs=100", epochs_text), ns)   # noqa: S102 - the README's own code
     return ns
 

@@ -193,7 +193,7 @@ class DICEFER:
                     record["val_accuracy"] = self.evaluate(val_loader)
                 log.info("DICE-FER %s", record)
                 self.history.append(record)
-            meth.on_epoch_end(phase, phase.epochs - 1)
+                meth.on_epoch_end(phase, epoch)
         meth.eval_mode()
         return self.history
 

@@ -174,6 +174,8 @@ class DiceFerMethod(Method):
         weights = ("random init (no train.backbone_weights given)" if not w else
                    f"{w} ({len(self.weights_report['loaded'])} tensors loaded, "
                    f"{len(self.weights_report['missing'])} missing, {len(self.weights_report['ignored'])} ignored)")
+        if getattr(self, "checkpoint_meta", None):   # rebuilt from a checkpoint: say where the weights came from
+            weights = self.checkpoint_meta.get("describe", {}).get("weights", weights)
         return {"weights": weights, "encoders": f"4 x ResNet-18, tap {m.tap}, code from {m.code_from}, d={m.feature_dim}",
                 "input": f"{m.image_size}x{m.image_size}x{m.channels}, whitening {m.whitening}, augment {m.augment}",
                 "mi": f"{m.estimator}, local {m.local_reduction}, marginal {m.marginal}, mine_ema {m.mine_ema}",
