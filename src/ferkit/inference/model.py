@@ -47,13 +47,14 @@ def load_model(path: str | Path, device: str = "auto", engine: str | None = None
     if engine == "torch" and is_onnx:
         raise CheckpointError(f"{p} is an ONNX file; run it with --engine onnx, or pass the .safetensors checkpoint.")
     if engine == "onnx":
-        if not is_onnx:
+        if is_onnx:
+            eng = OnnxEngine.load(p, device=device)
+        else:
             from ferkit.export import export_onnx
 
-            tmp = Path(tempfile.mkdtemp(prefix="ferkit-onnx-")) / "model.onnx"
-            export_onnx(p, tmp, check=False)
-            p = tmp
-        eng = OnnxEngine.load(p, device=device)
+            with tempfile.TemporaryDirectory(prefix="ferkit-onnx-") as tmp:   # the session keeps the graph
+                export_onnx(p, Path(tmp) / "model.onnx", check=False)
+                eng = OnnxEngine.load(Path(tmp) / "model.onnx", device=device)
     else:
         from ferkit.engine.checkpoint import load_method
 
