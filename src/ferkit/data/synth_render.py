@@ -14,6 +14,9 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ferkit.data.synth_scene import background, finish
+from ferkit.data.synth_scene import unit_range as _lin
+
 #: the action units SynthFER draws, as metadata column names
 AU_NAMES = ("au_01", "au_02", "au_04", "au_05", "au_06", "au_07", "au_09", "au_10", "au_12", "au_15",
             "au_16", "au_20", "au_23", "au_25", "au_26")
@@ -21,35 +24,27 @@ EYE_Y = 0.46          # template eye height (ArcFace 51.6 / 112)
 EYE_SPACING = 0.315   # template inter-ocular distance
 MOUTH_Y = 0.80        # mouth contact line (template corners at 0.824, lifted so the chin stays in frame)
 
-Color = tuple[int, int, int]
-
-
-def _col(rgb, k: float = 1.0) -> Color:
+def _col(rgb, k: float = 1.0) -> tuple[int, int, int]:
     r, g, b = rgb
     return (min(255, max(0, int(r * k + 0.5))), min(255, max(0, int(g * k + 0.5))),
             min(255, max(0, int(b * k + 0.5))))
 
 
-def _mix(a, b, t: float) -> Color:
+def _mix(a, b, t: float) -> tuple[int, int, int]:
     t = min(1.0, max(0.0, t))
     return _col((a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t))
 
 
-@lru_cache(maxsize=64)
-def _lin(n: int) -> np.ndarray:
-    """``n`` points evenly spaced on [-1, 1] (cached; read-only)."""
-    out = np.linspace(-1.0, 1.0, n)
-    out.flags.writeable = False
-    return out
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False          # cached arrays are shared: make accidental writes fail loudly
+    return a
 
 
 @lru_cache(maxsize=64)
 def _circle(n: int) -> np.ndarray:
     """(n, 2) unit circle (cached; read-only)."""
     th = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    out = np.stack([np.cos(th), np.sin(th)], 1)
-    out.flags.writeable = False
-    return out
+    return _frozen(np.stack([np.cos(th), np.sin(th)], 1))
 
 
 def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 20) -> np.ndarray:
@@ -60,13 +55,13 @@ class FaceSketch:
     """Drawing items in normalised face coordinates, each with extra depth for the yaw model."""
 
     def __init__(self, half_width: float) -> None:
-        self.items: list[tuple[str, np.ndarray, Color, float, float]] = []
+        self.items: list[tuple[str, np.ndarray, tuple, float, float]] = []
         self.half_width = half_width
 
-    def poly(self, pts: np.ndarray, fill: Color, z: float = 0.0) -> None:
+    def poly(self, pts: np.ndarray, fill: tuple, z: float = 0.0) -> None:
         self.items.append(("poly", pts, fill, 0.0, z))
 
-    def line(self, pts: np.ndarray, fill: Color, width: float, z: float = 0.0) -> None:
+    def line(self, pts: np.ndarray, fill: tuple, width: float, z: float = 0.0) -> None:
         self.items.append(("line", pts, fill, width, z))
 
     def render(self, canvas: Image.Image, pose: dict) -> None:
@@ -94,37 +89,11 @@ class FaceSketch:
                 draw.line(seg, fill=fill, width=max(1, int(width * side + 0.5)), joint="curve")
 
 
-@lru_cache(maxsize=1)
-def _noise_bank() -> np.ndarray:
-    """A fixed (512, 512*3) standard-normal field; images take seeded crops of it (cheap Gaussian noise)."""
-    return np.random.default_rng(20240917).standard_normal((512, 512 * 3), dtype=np.float32)
-
-
-def _background(rng: np.random.Generator, nz: dict, side: int) -> Image.Image:
-    """Background canvas (side x side RGB): a colour plus a flat/gradient/blotch/stripes texture."""
-    base = np.array([nz["bg_r"], nz["bg_g"], nz["bg_b"]], dtype=np.float32)
-    amp = 255.0 * nz["bg_texture_strength"]
-    tex = nz["bg_texture"]
-    if tex == "flat":
-        return Image.new("RGB", (side, side), _col(base))
-    if tex == "blotch":
-        small = base + amp * (rng.random((5, 5, 3), dtype=np.float32) - 0.5)      # (5, 5, 3)
-    elif tex == "gradient":
-        small = base + amp * np.array([[-0.5], [0.5]], dtype=np.float32)[:, :, None] * np.ones((1, 2, 1))
-    else:
-        small = base + amp * 0.5 * np.sign(np.sin(np.linspace(0, 12 * np.pi, 48)))[None, :, None]
-    small = Image.fromarray(np.clip(small + 0.5, 0, 255).astype(np.uint8))
-    mode = Image.NEAREST if tex == "stripes" else Image.BILINEAR
-    return small.resize((side // 2, side // 2), mode).resize((side, side), Image.NEAREST)   # smooth at 1x
-
-
 @lru_cache(maxsize=64)
 def _arc(a0: float, a1: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     """cos and sin of ``n`` angles from ``a0`` to ``a1`` (cached; read-only)."""
     th = np.linspace(a0, a1, n)
-    c, s = np.cos(th), np.sin(th)
-    c.flags.writeable = s.flags.writeable = False
-    return c, s
+    return _frozen(np.cos(th)), _frozen(np.sin(th))
 
 
 def _hair(sk: FaceSketch, idp: dict, front: bool) -> None:
@@ -365,7 +334,7 @@ def render_face(idp: dict, au: dict, nz: dict, size: int, rng: np.random.Generat
     static: ``static_layers(idp)`` when the caller reuses it across images of one identity.
     """
     side = 2 * size
-    canvas = _background(rng, nz, side)
+    canvas = background(rng, nz, side)
     back, front, glasses = static if static is not None else static_layers(idp)
     skin, a = idp["skin_rgb"], idp["face_w"]
     sk = FaceSketch(a)
@@ -389,24 +358,4 @@ def render_face(idp: dict, au: dict, nz: dict, size: int, rng: np.random.Generat
         _brow(sk, idp, au, s)
     sk.items.extend(glasses)
     sk.render(canvas, nz)
-    return _finish(canvas, nz, size, rng)
-
-
-def _finish(canvas: Image.Image, nz: dict, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Downsample 2x (box filter), multiply by the lighting gradient, add Gaussian noise, round to uint8."""
-    img = np.asarray(canvas.reduce(2)).astype(np.float32).reshape(size, size * 3)   # (size, size*3) RGB rows
-    g = _lin(size)
-    ang, strength = nz["light_angle"], nz["light_strength"]
-    across = np.repeat((nz["brightness"] + strength * np.cos(ang) * g).astype(np.float32), 3)    # (size*3,)
-    down = (strength * np.sin(ang) * g).astype(np.float32)                                      # (size,)
-    img *= across[None, :] + down[:, None]
-    sigma = np.float32(nz["noise_sigma"])
-    if sigma > 0:
-        if size <= 256:
-            oy, ox = rng.integers(0, 512 - size, 2)
-            noise = _noise_bank()[oy:oy + size, 3 * ox:3 * (ox + size)]         # (size, size*3) view
-        else:
-            noise = rng.standard_normal(img.shape, dtype=np.float32)
-        img += noise * sigma
-    img += 0.5
-    return np.clip(img, 0, 255, out=img).astype(np.uint8).reshape(size, size, 3)
+    return finish(canvas, nz, size, rng)
