@@ -11,14 +11,17 @@ from PIL import Image
 
 from ferkit.cli import main
 from ferkit.data import labels
+from ferkit.data.synth_render import face_landmarks, render_face
 from ferkit.data.synthetic import (
     AU_NAMES,
     COLUMNS,
+    LANDMARK_COLUMNS,
     PROTOTYPES,
     REST_FRACTION,
     plan_synthfer,
     render_rows,
     render_synthfer,
+    sample_identity,
     write_synthfer,
 )
 from ferkit.errors import FerkitError
@@ -101,6 +104,32 @@ def test_expression_prototypes_are_the_emfacs_ones():
     assert aus["neutral"] == set()
     assert {6, 12} <= aus["happy"] and {1, 4, 15} <= aus["sad"] and {1, 2, 5, 26} <= aus["surprise"]
     assert {1, 2, 4, 5, 7, 20, 26} <= aus["fear"] and {9, 15} <= aus["disgust"] and {4, 5, 7, 23} <= aus["anger"]
+
+
+def test_faces_are_drawn_aligned_and_the_landmarks_say_where():
+    from ferkit.data.faces import template_landmarks
+
+    rows = plan_synthfer(identities=12, images_per_identity=14, size=112, seed=2)
+    marks = np.array([[r[c] for c in LANDMARK_COLUMNS] for r in rows]).reshape(-1, 5, 2)
+    deviation = np.abs(marks - template_landmarks(112, "default")).max(axis=(0, 2))      # (5,) pixels
+    assert deviation[0] < 12 and deviation[1] < 12          # eyes at the template up to the pose nuisance
+    assert deviation.max() < 16
+    plain = {"yaw": 0.0, "roll": 0.0, "scale": 1.0, "shift_x": 0.0, "shift_y": 0.0, "light_angle": 0.0,
+             "light_strength": 0.0, "brightness": 1.0, "noise_sigma": 0.0, "bg_r": 160.0, "bg_g": 170.0,
+             "bg_b": 180.0, "bg_texture": "flat", "bg_texture_strength": 0.0}
+    offsets = []
+    for subject in range(6):
+        ident = sample_identity(0, subject)
+        for pose in (plain, {**plain, "yaw": 10.0, "roll": -6.0, "scale": 1.05, "shift_x": 0.02}):
+            au = {a: PROTOTYPES[subject % NUM].get(a, 0.0) for a in AU_NAMES}
+            gray = render_face(ident, au, pose, 112, np.random.default_rng(0)).mean(2)
+            for x, y in face_landmarks(ident, au, pose, 112)[:2]:   # the pupil: darkest pixels near each eye
+                xi, yi = int(round(x)), int(round(y))
+                win = gray[yi - 3:yi + 4, xi - 3:xi + 4]
+                dy, dx = np.unravel_index(np.argsort(win.ravel())[:3], win.shape)
+                offsets.append((xi - 3 + dx.mean() - x, yi - 3 + dy.mean() - y))
+    offsets = np.array(offsets)
+    assert np.abs(offsets.mean(0)).max() < 1.0 and np.abs(offsets).max() < 3.0, offsets
 
 
 def test_written_folder_matches_memory_and_metadata(tmp_path):

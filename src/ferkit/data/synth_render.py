@@ -51,6 +51,18 @@ def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 20) -> np.ndar
     return _circle(n) * (rx, ry) + (cx, cy)
 
 
+def pose_points(pts: np.ndarray, z: np.ndarray, half_width: float, pose: dict) -> np.ndarray:
+    """Normalised points (P, 2) with extra depth z (P,) -> posed points (P, 2): yaw on a cylinder-like depth
+    model of the head, then roll, scale and shift about the image centre."""
+    dx = (pts[:, 0] - 0.5) / (half_width * 1.15)
+    depth = 0.26 * np.sqrt(np.clip(1 - dx * dx, 0, 1)) + z
+    yaw, roll = np.radians(pose["yaw"]), np.radians(pose["roll"])
+    x = (pts[:, 0] - 0.5) * np.cos(yaw) + depth * np.sin(yaw)
+    y = pts[:, 1] - 0.5
+    cr, sr, s = np.cos(roll), np.sin(roll), pose["scale"]
+    return np.stack([s * (cr * x - sr * y) + 0.5 + pose["shift_x"], s * (sr * x + cr * y) + 0.5 + pose["shift_y"]], 1)
+
+
 class FaceSketch:
     """Drawing items in normalised face coordinates, each with extra depth for the yaw model."""
 
@@ -68,16 +80,8 @@ class FaceSketch:
         """Pose all points at once (yaw, roll, scale, shift) and draw the items in order onto ``canvas``."""
         pts = np.concatenate([it[1] for it in self.items])                      # (P, 2)
         zx = np.repeat([it[4] for it in self.items], [len(it[1]) for it in self.items])  # (P,)
-        dx = (pts[:, 0] - 0.5) / (self.half_width * 1.15)
-        depth = 0.26 * np.sqrt(np.clip(1 - dx * dx, 0, 1)) + zx
-        yaw, roll = np.radians(pose["yaw"]), np.radians(pose["roll"])
-        x = (pts[:, 0] - 0.5) * np.cos(yaw) + depth * np.sin(yaw)
-        y = pts[:, 1] - 0.5
-        cr, sr, s = np.cos(roll), np.sin(roll), pose["scale"]
-        xr = s * (cr * x - sr * y) + 0.5 + pose["shift_x"]
-        yr = s * (sr * x + cr * y) + 0.5 + pose["shift_y"]
         side = canvas.size[0]
-        flat = (np.stack([xr, yr], 1) * side).ravel().tolist()                  # x0, y0, x1, y1, ...
+        flat = (pose_points(pts, zx, self.half_width, pose) * side).ravel().tolist()   # x0, y0, x1, y1, ...
         draw = ImageDraw.Draw(canvas)
         k = 0
         for kind, p, fill, width, _ in self.items:
@@ -324,6 +328,18 @@ def _glasses(sk: FaceSketch, idp: dict) -> None:
         sk.line(np.array([[ex + s * 0.068, EYE_Y - 0.015], [0.5 + s * a * 0.99, EYE_Y + 0.01]]), col, w, z=0.0)
     sk.line(np.array([[0.5 - 0.03, EYE_Y - 0.012], [0.5, EYE_Y - 0.022], [0.5 + 0.03, EYE_Y - 0.012]]), col, w,
             z=0.07)
+
+
+def face_landmarks(idp: dict, au: dict, nz: dict, size: int) -> np.ndarray:
+    """Where the drawn face's 5 points land, (5, 2) pixels: eye centres (image left first), nose tip and
+    mouth corners, in the order of ``ferkit.data.faces.LANDMARK_NAMES``. Pixel i's centre is at i (drawing at
+    2x and box-downsampling shifts a point at normalised u to u * size - 0.25)."""
+    half = idp["eye_sp"] * EYE_SPACING / 2
+    ny = EYE_Y + 0.175 * idp["nose_len"] - 0.012 * au["au_09"] - 0.006 * au["au_10"]
+    hw = 0.125 * idp["mouth_w"] * (1 + 0.22 * au["au_12"] + 0.3 * au["au_20"] - 0.2 * au["au_23"] - 0.15 * au["au_26"])
+    my = MOUTH_Y + idp["mouth_dy"] - 0.045 * au["au_12"] + 0.035 * au["au_15"] + 0.012 * au["au_20"] + idp["rest_curv"]
+    pts = np.array([[0.5 - half, EYE_Y + 0.003], [0.5 + half, EYE_Y + 0.003], [0.5, ny], [0.5 - hw, my], [0.5 + hw, my]])
+    return pose_points(pts, np.array([0.015, 0.015, 0.09, 0.035, 0.035]), idp["face_w"], nz) * size - 0.25
 
 
 def render_face(idp: dict, au: dict, nz: dict, size: int, rng: np.random.Generator,

@@ -20,7 +20,7 @@ import numpy as np
 
 from ferkit.data import labels
 from ferkit.data.records import DatasetSplit, Sample
-from ferkit.data.synth_render import AU_NAMES, render_face, static_layers
+from ferkit.data.synth_render import AU_NAMES, face_landmarks, render_face, static_layers
 from ferkit.errors import FerkitError
 
 #: EMFACS prototypes (intensity of each action unit at full expression), in labels.SYNTHFER order
@@ -45,8 +45,12 @@ FRAMES = ((20, 20, 20), (90, 55, 30), (190, 160, 80), (170, 170, 175))
 BG_TEXTURES = ("flat", "gradient", "blotch", "stripes")
 NUISANCE = ("yaw", "roll", "scale", "shift_x", "shift_y", "light_angle", "light_strength", "brightness",
             "noise_sigma", "bg_r", "bg_g", "bg_b", "bg_texture", "bg_texture_strength")
+#: where the 5 face points land, in pixels (order of ferkit.data.faces.LANDMARK_NAMES)
+LANDMARK_COLUMNS = ("eye_l_x", "eye_l_y", "eye_r_x", "eye_r_y", "nose_x", "nose_y", "mouth_l_x", "mouth_l_y",
+                    "mouth_r_x", "mouth_r_y")
 COLUMNS = ("file", "subject", "expression", "expression_name", "split", "intensity", *AU_NAMES,
-           "rest_expression", "rest_strength", *NUISANCE, "skin_tone", "hair_style", "hair_colour", "glasses")
+           "rest_expression", "rest_strength", *NUISANCE, "skin_tone", "hair_style", "hair_colour", "glasses",
+           *LANDMARK_COLUMNS)
 SPLITS = ("train", "val", "test")
 _PROTO = np.array([[p.get(a, 0.0) for a in AU_NAMES] for p in PROTOTYPES])       # (7, A)
 
@@ -176,6 +180,8 @@ def plan_synthfer(identities: int = 24, images_per_identity: int = 56, size: int
             row = {"file": f"images/{index:06d}.png", "subject": subject, "expression": expr,
                    "expression_name": labels.SYNTHFER.classes[expr], **fixed}
             row.update({k: v[j] for k, v in lists.items()})
+            marks = face_landmarks(ident, {a: row[a] for a in AU_NAMES}, row, size).ravel()
+            row.update(zip(LANDMARK_COLUMNS, np.round(marks, 2).tolist(), strict=True))
             rows.append({k: row[k] for k in COLUMNS})
     return rows
 
