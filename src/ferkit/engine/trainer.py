@@ -60,6 +60,18 @@ def _plain(x):
     return x
 
 
+def _diff(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
+    """Keys whose values differ between two nested config mappings, as {"a.b": (old, new)}."""
+    out: dict[str, tuple] = {}
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(_diff(a, b, f"{prefix}{k}."))
+        elif a != b:
+            out[prefix + k] = (a, b)
+    return out
+
+
 class _Run:
     def __init__(self, cfg, info: dist_utils.DistInfo, splits: dict | None, progress: bool):
         self.cfg, self.info, self.progress = cfg, info, progress
@@ -81,7 +93,6 @@ class _Run:
         from ferkit.methods.registry import get_method
 
         cfg = self.cfg
-        self.log = RunLogger(self.run_dir, active=self.info.is_main, resume_step=None)
         splits = self._splits
         if splits is None:
             from ferkit.data.datasets import splits_from_config
@@ -102,7 +113,6 @@ class _Run:
         self.state = None
         if resume is not None:
             self._load_resume(resume)
-        self.log.close()
         self.log = RunLogger(self.run_dir, active=self.info.is_main,
                              resume_step=self.pos.global_step if self.state else None)
         dist_utils.broadcast_modules(self.networks, self.info)
@@ -134,6 +144,7 @@ class _Run:
         self.elapsed = float(state.get("elapsed", 0.0))
         self.state = state
         self._resume_from = path
+        self._changed = _diff(ckpt.meta.get("config", {}), _plain(self.cfg.to_dict()))
 
     def _write_folds(self) -> None:
         if self.cfg.data.fold is None:
@@ -161,6 +172,8 @@ class _Run:
             p = self.pos
             log.info(f"resumed from {self._resume_from}: phase {p.phase} epoch {p.epoch} batch {p.batch} "
                      f"(step {p.global_step})")
+            for key, (old, new) in self._changed.items():
+                log.info(f"  config changed on resume: {key} {old!r} -> {new!r}")
 
     # --- the loop ------------------------------------------------------------------------------------
     def run(self, resume: str | None) -> RunResult:

@@ -29,6 +29,7 @@ class BaselineConfig:
     channels: int = 1                # 1 = grayscale (as DICE-FER), 3 = RGB
     gray_mode: str = "replicate"     # how 3-channel pretrained conv1 weights fold into 1 channel: replicate | mean
     augment: str = "flip"            # training augmentation (ferkit.data.transforms): none | flip | dicefer14 | ...
+    whitening: str = "none"          # none | per_image (standardise each image, as DICE-FER)
     align: str = "auto"              # inference alignment: auto (none for SynthFER, else mtcnn5) | mtcnn5 | none
     weight_decay: float = 0.0        # Adam weight decay
     beta1: float = 0.9               # Adam beta1
@@ -87,8 +88,10 @@ class BaselineMethod(Method):
         m = self.cfg.model
         align = m.align if m.align != "auto" else ("none" if self.cfg.data.dataset == "synthetic" else "mtcnn5")
         if m.channels == 1:
-            return Preprocessing(size=m.image_size, channels=1, mean=(0.5,), std=(0.5,), align=align)
-        return Preprocessing(size=m.image_size, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD, align=align)
+            return Preprocessing(size=m.image_size, channels=1, mean=(0.5,), std=(0.5,), whitening=m.whitening,
+                                 align=align)
+        return Preprocessing(size=m.image_size, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                             whitening=m.whitening, align=align)
 
     def describe(self) -> dict:
         r = self.weights_report
