@@ -51,7 +51,7 @@ def test_bad_options_raise_one_sentence():
 
 def test_shared_frozen_blocks_give_the_teachers_exact_output():
     m = _method()
-    m._build_teacher()
+    m._build_teacher(None)
     assert m._share
     x = _batch()["image"]
     with torch.no_grad():

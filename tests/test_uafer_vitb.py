@@ -22,7 +22,8 @@ RAFDB_WORDS = ["surprise", "fear", "disgusted", "happy", "sad", "anger", "neutra
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    sd = {k: v.clone() for k, v in build_clip("ViT-B-16", seed=7).state_dict().items()}
+    # fp16 on disk, as OpenAI ships ViT-B-16.pt; both sides compute in fp32
+    sd = {k: v.half() for k, v in build_clip("ViT-B-16", seed=7).state_dict().items()}
     path = tmp_path_factory.mktemp("clip") / "ViT-B-16-random.pt"
     torch.save(sd, path)
     cfg = build_experiment("uafer", train={"precision": "fp32", "epochs": 50, "lr": 1e-4},

@@ -128,6 +128,8 @@ class UAFERMethod(Method):
             text = torch.zeros(label_space.num_classes, clip.text_projection.shape[1])   # (C, D)
         else:
             text = encode_prompts(clip, self.prompts)                                   # (C, D)
+        # the teacher's weights: the image tower before any training (None when restoring for inference)
+        self._initial_visual = None if m.weights_from_checkpoint else copy.deepcopy(clip.visual)
         self.net = UAFERNet(clip.visual, text, m.alpha, m.topk, m.fix_layer,
                             fusion=m.resolved("fusion"), evidence=m.evidence)
         self.net.freeze()
@@ -152,21 +154,27 @@ class UAFERMethod(Method):
                         "from RANDOM initialisation; pass ViT-B-16.pt for meaningful results.")
         return model.eval(), None
 
-    def _build_teacher(self) -> None:
-        """Frozen copy of the initial image tower (re-read from its source, so it is the initial weights
-        even after resuming); shares the student's frozen lower blocks when they are bitwise equal."""
+    def _build_teacher(self, amp_dtype: torch.dtype | None) -> None:
+        """The frozen teacher: the image tower as it was before any training (copied at construction, so
+        also right after a resume); under bf16 autocast its matrices are stored in bf16 (autocast would cast
+        them to the same values every step). It shares the student's frozen lower blocks when they are
+        bitwise equal and both see the same image."""
         from ferkit.models.uafer import CLSTeacher, lower_blocks_equal
 
-        if self.cfg.model.weights_from_checkpoint:
-            log.warning("UA-FER: the teacher is a copy of the checkpoint's image tower (no clip_path to "
-                        "restore the initial CLIP weights from).")
+        visual = self._initial_visual
+        if visual is None:
+            log.warning("UA-FER: the teacher is a copy of the checkpoint's image tower (the initial CLIP weights "
+                        "are not known here).")
             visual = copy.deepcopy(self.net.visual)
-        else:
-            visual = self._initial_clip()[0].visual
-        self.teacher = CLSTeacher(visual).to(self.device)
+        self._initial_visual = None
         k = self.net.num_frozen_blocks
         self._share = (self.cfg.model.share_frozen and self.cfg.model.resolved("teacher_view") == "same"
                        and self.net.fix_layer >= 0 and lower_blocks_equal(self.net.visual, visual, k))
+        self.teacher = CLSTeacher(visual).to(self.device)
+        if amp_dtype is not None:
+            for p in self.teacher.parameters():
+                if p.ndim >= 2:
+                    p.data = p.data.to(amp_dtype)
 
     # --- engine contract -----------------------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:
@@ -187,7 +195,7 @@ class UAFERMethod(Method):
 
         m, t = self.cfg.model, self.cfg.train
         if self.teacher is None:
-            self._build_teacher()
+            self._build_teacher(ctx.amp_dtype)
         lr = lr_at(ctx.fractional_epoch, t.lr, m.min_lr, m.warmup_epochs, phase.epochs)
         set_lr(phase.optimizers["adamw"], lr)
         images, labels = batch["image"], batch["expression"]                 # (B, 3, S, S), (B,)
@@ -279,5 +287,6 @@ def zero_shot_method(cfg, label_space, device: torch.device) -> UAFERMethod:
     if not cfg.model.clip_path:
         raise ConfigError("Zero-shot UA-FER needs CLIP weights; pass --clip-path ViT-B-16.pt.")
     method = UAFERMethod(cfg, label_space, device)
+    method._initial_visual = None                    # no training, so no teacher
     method.eval_mode()
     return method

@@ -56,8 +56,10 @@ class ClipWeights:
     quick_gelu: bool         # the activation the weights were trained with (best knowledge)
 
 
-def build_clip(model_size: str = "ViT-B-16", quick_gelu: bool = True, seed: int | None = None):
-    """An open_clip ``CLIP`` of ``model_size`` with random weights (seeded without touching the global RNG)."""
+def build_clip(model_size: str = "ViT-B-16", quick_gelu: bool = True, seed: int | None = None,
+               empty: bool = False):
+    """An open_clip ``CLIP`` of ``model_size`` with random weights (seeded without touching the global RNG);
+    ``empty`` builds it on the meta device (no initialisation; fill it with ``load_into``)."""
     from open_clip.model import CLIP
 
     if model_size not in CLIP_SIZES:
@@ -65,10 +67,14 @@ def build_clip(model_size: str = "ViT-B-16", quick_gelu: bool = True, seed: int 
 
         raise ConfigError(f"CLIP model size '{model_size}' is not known; use one of {', '.join(CLIP_SIZES)}.")
     spec = CLIP_SIZES[model_size]
+    args = (spec["embed_dim"], dict(spec["vision_cfg"]), dict(spec["text_cfg"]))
+    if empty:
+        with torch.device("meta"):
+            return CLIP(*args, quick_gelu=quick_gelu)
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        model = CLIP(spec["embed_dim"], dict(spec["vision_cfg"]), dict(spec["text_cfg"]), quick_gelu=quick_gelu)
+        model = CLIP(*args, quick_gelu=quick_gelu)
     return model.float()
 
 
@@ -76,7 +82,7 @@ def load_clip(model_size: str, path: str | Path, quick_gelu: bool | None = None)
     """(open_clip CLIP with the weights of ``path``, ClipWeights info). Raises CheckpointError on a bad file."""
     weights = read_clip_weights(path)
     act = weights.quick_gelu if quick_gelu is None else quick_gelu
-    model = build_clip(model_size, quick_gelu=act)
+    model = build_clip(model_size, quick_gelu=act, empty=True)
     load_into(model, weights, model_size)
     weights.quick_gelu = act
     return model, weights
@@ -96,7 +102,11 @@ def load_into(model, weights: ClipWeights, model_size: str) -> None:
         if tuple(v.shape) != tuple(own[k].shape):
             raise CheckpointError(f"{where} do not fit the {model_size} CLIP ({k} has shape {tuple(v.shape)}, "
                                   f"the model {tuple(own[k].shape)}; {describe_state_dict(sd)}).")
-    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+    on_meta = model.token_embedding.weight.is_meta
+    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True, assign=on_meta)
+    if on_meta:                                  # the causal text mask is a non-persistent buffer
+        n = model.positional_embedding.shape[0]
+        model.attn_mask = torch.full((n, n), float("-inf")).triu_(1)
 
 
 def describe_state_dict(sd: dict[str, torch.Tensor]) -> str:
