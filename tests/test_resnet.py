@@ -7,6 +7,15 @@ from ferkit.errors import CheckpointError, ConfigError
 from ferkit.models.resnet import ResNet18Trunk, load_backbone_weights
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on shared CPUs two OpenMP threads spin and make these small steps several times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _torchvision_state() -> dict:
     """A fabricated torchvision resnet18 state dict (3-channel conv1, with fc), random but fixed."""
     from torchvision.models import resnet18
