@@ -121,6 +121,8 @@ def quality_run(confounding: float, seed: int, args) -> dict:
     model.train(loader(fit, pre, True, args.batch, seed, pairs=True), epochs=args.stage1,
                 learning_rate=args.lr, progress=False)
     dice = evaluate(model.predict, pre, test, holdout, 7)
+    last1 = [h for h in model.history if h["phase"] == "stage1"][-1]
+    dice["stage1_mi_global"], dice["stage1_mi_local"] = last1["mi_global"], last1["mi_local"]
     dice["modified_mig"] = model.compute_mig_score(loader(test, pre, False, 64, seed, pairs=True),
                                                    steps=args.mig_steps)
     dice["train_s"] = time.time() - t0
