@@ -34,6 +34,24 @@ def _stem(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return visual.ln_pre(x)
 
 
+def _block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """An open_clip residual attention block on batch-first (B, L, W) tokens, with the packed q/k/v
+    projection applied to the contiguous batch-first tensor and fused attention (SDPA).
+
+    The same maths as ``block(x)``; nn.MultiheadAttention's batch-first training path transposes to
+    sequence-first first, and on CPU its projection then multiplies a non-contiguous 3-D tensor, which
+    expands the weight per token (a copy of L x W x 3W values per block and step).
+    """
+    attn = block.attn
+    b, n, width = x.shape
+    heads = attn.num_heads
+    qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)              # (B, L, 3W)
+    q, k, v = qkv.view(b, n, 3, heads, width // heads).permute(2, 0, 3, 1, 4)        # 3 x (B, h, L, d)
+    o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, width)  # (B, L, W)
+    x = x + block.ls_1(attn.out_proj(o))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
 def _cls_only_block(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """A residual attention block evaluated for the CLS query only: (B, L, W) -> (B, 1, W).
 
@@ -83,14 +101,14 @@ class UAFERNet(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.fix_layer < 0):
             h = _stem(self.visual, x)
             for blk in self.visual.transformer.resblocks[:self.num_frozen_blocks]:
-                h = blk(h)
+                h = _block(blk, h)
         return h
 
     def features(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Trainable part from the lower output: (B, L, W) -> v_cls (B, D), v_loc (B, N, D), L2-normalised,
         in float32 (the projection itself runs under the caller's autocast)."""
         for blk in self.visual.transformer.resblocks[self.num_frozen_blocks:]:
-            h = blk(h)
+            h = _block(blk, h)
         tokens = self.visual.ln_post(h) @ self.visual.proj                 # (B, L, D)
         tokens = tokens.float()
         tokens = tokens / tokens.norm(dim=-1, keepdim=True)
@@ -152,7 +170,7 @@ class CLSTeacher(nn.Module):
             h, start = _stem(self.visual, x), 0
         blocks = self.visual.transformer.resblocks
         for blk in blocks[start:len(blocks) - 1]:
-            h = blk(h)
+            h = _block(blk, h)
         cls = _cls_only_block(blocks[-1], h) if start < len(blocks) else h[:, :1]       # (B, 1, W)
         return (self.visual.ln_post(cls[:, 0]) @ self.visual.proj).float()              # (B, D)
 
