@@ -34,6 +34,7 @@ class DataConfig:
     synth_images_per_identity: int = 56  # images per identity
     synth_confounding: float = 0.0       # identity-expression confounding in [0, 1]
     synth_seed: int = 0                  # rendering seed
+    synth_size: int = 112                # rendered image side in pixels
 
 
 @dataclass

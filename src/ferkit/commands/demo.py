@@ -73,7 +73,7 @@ def run_demo(out: str | Path, identities: int = 24, images_per_identity: int = 5
           f"{confounding} (train {sizes['train']}, val {sizes['val']}, test {sizes['test']} images of unseen "
           f"identities), rendered in {time.time() - t0:.1f}s")
     data = {"dataset": "synthetic", "synth_identities": identities, "synth_images_per_identity": images_per_identity,
-            "synth_confounding": confounding, "synth_seed": seed}
+            "synth_confounding": confounding, "synth_seed": seed, "synth_size": size}
     rows = []
     for entry in entries if entries is not None else demo_entries(size, epochs):
         tr = {"seed": seed, "device": device, "out": str(out / entry.method), **entry.train}

@@ -119,7 +119,8 @@ def splits_from_config(data) -> dict[str, DatasetSplit]:
     """{"train", "val", "test"} splits for a ``DataConfig`` (val may be empty). Dataset "synthetic" with an
     empty ``data_path`` is rendered in memory from the ``synth_*`` fields."""
     synth = {"identities": data.synth_identities, "images_per_identity": data.synth_images_per_identity,
-             "confounding": data.synth_confounding, "seed": data.synth_seed}
+             "confounding": data.synth_confounding, "seed": data.synth_seed,
+             "size": data.synth_size}
     options = dict(data.options or {})
     result = load_all(data.dataset, data.data_path, synth=synth, **options)
     root = data.data_path or None
