@@ -10,6 +10,7 @@ model. Example: ``curl -F file=@photo.jpg http://127.0.0.1:8000/predict``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 
@@ -58,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ferkit serve: listening on {args.host}: anyone who can reach this address can send images.",
               file=sys.stderr)
     print(f"ferkit serve: open http://{args.host}:{args.port}/ (Ctrl+C to stop)", file=sys.stderr)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):   # uvicorn shut down cleanly, then re-raised Ctrl+C
         serve_forever(app, args.host, args.port, log_level=args.log_level)
-    except KeyboardInterrupt:                       # uvicorn shut down cleanly, then re-raised Ctrl+C
-        pass
     print("ferkit serve: stopped.", file=sys.stderr)
     return 0

@@ -12,6 +12,7 @@ caller stopped waiting (timeout, disconnect) before its batch started is dropped
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -83,10 +84,8 @@ class Batcher:
         """Stop the worker and fail whatever is still waiting."""
         if self._worker is not None:
             self._worker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-            except asyncio.CancelledError:
-                pass
             self._worker = None
         if self._thread is not None:
             self._thread.shutdown(wait=False, cancel_futures=True)
@@ -114,11 +113,9 @@ class Batcher:
         batch = [await self._queue.get()]
         deadline = time.perf_counter() + self.batch_wait
         while len(batch) < self.max_batch:
-            try:
+            if not self._queue.empty():             # no await between the check and the get
                 batch.append(self._queue.get_nowait())
                 continue
-            except asyncio.QueueEmpty:
-                pass
             left = deadline - time.perf_counter()
             if left <= 0:
                 break
