@@ -149,8 +149,10 @@ class _Run:
     def _write_folds(self) -> None:
         if self.cfg.data.fold is None:
             return
-        doc = {"fold": self.cfg.data.fold, "num_folds": self.cfg.data.num_folds, "seed": self.cfg.data.options.get(
-            "fold_seed", self.cfg.train.seed)}
+        # the data layer's own record of how the folds were made (its seed is data.options.fold_seed, default 0)
+        made = next((s.info["folds"] for s in self.splits.values() if "folds" in s.info), {})
+        doc = {"fold": self.cfg.data.fold, "num_folds": self.cfg.data.num_folds,
+               "seed": made.get("seed", self.cfg.data.options.get("fold_seed", 0)), "folds": made}
         for name, split in self.splits.items():
             doc[f"{name}_subjects"] = sorted({int(s) for s in split.subjects})
             doc[f"{name}_size"] = len(split)
