@@ -13,12 +13,12 @@ formed inside each batch (``pair_within_batch``).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ferkit.api.persistence import CheckpointedModel
 from ferkit.errors import ConfigError, DataError, TrainingError
 
 log = logging.getLogger("ferkit.dicefer")
@@ -43,7 +43,7 @@ def pair_within_batch(labels: torch.Tensor, subjects: torch.Tensor | None = None
     return keep, score.argmax(1)[keep]
 
 
-class DICEFER:
+class DICEFER(CheckpointedModel):
     """DICE-FER with the seed README's constructor, plus the paper's keyword names.
 
     Weight mapping (the seed's lambdas scale the paper's coefficients, which stay the paper's defaults):
@@ -55,6 +55,9 @@ class DICEFER:
     Passing a paper keyword (mu_exp, nu_exp, mu_id, nu_id, zeta_adv, delta) overrides the mapping. Any other
     ``DiceFerConfig`` field (image_size, channels, augment, estimator, ...) may be passed as a keyword.
     """
+
+    method_name = "dicefer"
+    display_name = "DICE-FER"
 
     def __init__(self, num_classes: int = 7, feature_dim: int = 64, lambda_exp: float = 1.0,
                  lambda_id: float = 1.0, lambda_adv: float = 0.1, *, label_space=None, device: str = "auto",
@@ -260,33 +263,6 @@ class DICEFER:
             details["standard_mig"] = None
             details["standard_mig_reason"] = "subject labels unknown"
         return details
-
-    # --- persistence --------------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write a ferkit checkpoint (.safetensors + JSON metadata); ``ferkit predict`` can load it."""
-        from ferkit.engine.checkpoint import save_checkpoint
-
-        meth = self.method
-        meta = {"method": "dicefer", "config": self.cfg.to_dict(), "label_space": self.label_space.to_dict(),
-                "preprocessing": meth.preprocessing().to_dict(), "describe": meth.describe(),
-                "history": self.history}
-        return save_checkpoint(path, meth.networks(), meta)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> DICEFER:
-        """Rebuild a model saved with ``save`` (or trained by ``ferkit train --method dicefer``)."""
-        from ferkit.engine.checkpoint import load_method
-        from ferkit.engine.devices import amp_dtype
-
-        meth = load_method(path, device)
-        if meth.name != "dicefer":
-            raise ConfigError(f"Checkpoint {path} holds a '{meth.name}' model, not DICE-FER; load it with "
-                              "ferkit.load_model instead.")
-        obj = cls.__new__(cls)
-        obj.cfg, obj.method, obj.label_space = meth.cfg, meth, meth.label_space
-        obj.device, obj.amp_dtype = meth.device, amp_dtype(meth.device, meth.cfg.train.precision)
-        obj.history = list(meth.checkpoint_meta.get("history", []))
-        return obj
 
 
 def _default_label_space(num_classes: int):

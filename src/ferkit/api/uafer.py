@@ -22,13 +22,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ferkit.api.persistence import CheckpointedModel
 from ferkit.errors import ConfigError, DataError, TrainingError
 
 log = logging.getLogger("ferkit.uafer")
 
 
-class UAFER:
+class UAFER(CheckpointedModel):
     """UA-FER with the keyword names of the released code; any other ``UAFerConfig`` field is accepted."""
+
+    method_name = "uafer"
+    display_name = "UA-FER"
 
     def __init__(self, num_classes: int = 7, variant: str = "released", clip_path: str = "", alpha: float = 0.1,
                  topk: int = 16, fix_layer: int = 2, class_names: list[str] | None = None,
@@ -206,33 +210,6 @@ class UAFER:
         out["uncertainty_right"] = float(u[correct].mean()) if correct.any() else float("nan")
         out["uncertainty_wrong"] = float(u[~correct].mean()) if (~correct).any() else float("nan")
         return {k: (float(v) if isinstance(v, (int, float, np.floating)) else v) for k, v in out.items()}
-
-    # --- persistence --------------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write a ferkit checkpoint (.safetensors + JSON metadata); ``ferkit predict`` can load it."""
-        from ferkit.engine.checkpoint import save_checkpoint
-
-        meth = self.method
-        meta = {"method": "uafer", "config": self.cfg.to_dict(), "label_space": self.label_space.to_dict(),
-                "preprocessing": meth.preprocessing().to_dict(), "describe": meth.describe(),
-                "history": self.history}
-        return save_checkpoint(path, meth.networks(), meta)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> UAFER:
-        """Rebuild a model saved with ``save`` (or trained by ``ferkit train --method uafer``)."""
-        from ferkit.engine.checkpoint import load_method
-        from ferkit.engine.devices import amp_dtype
-
-        meth = load_method(path, device)
-        if meth.name != "uafer":
-            raise ConfigError(f"Checkpoint {path} holds a '{meth.name}' model, not UA-FER; load it with "
-                              "ferkit.load_model instead.")
-        obj = cls.__new__(cls)
-        obj.cfg, obj.method, obj.label_space = meth.cfg, meth, meth.label_space
-        obj.device, obj.amp_dtype = meth.device, amp_dtype(meth.device, meth.cfg.train.precision)
-        obj.history = list(meth.checkpoint_meta.get("history", []))
-        return obj
 
 
 def _label_space(num_classes: int, class_names: list[str] | None):
