@@ -93,13 +93,7 @@ class DICEFER(CheckpointedModel):
 
     # --- batches ------------------------------------------------------------------------------------------
     def _to_batch(self, batch) -> dict[str, torch.Tensor]:
-        if isinstance(batch, dict):
-            out = dict(batch)
-        elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
-            out = {"image": batch[0], "expression": batch[1]}
-        else:
-            raise DataError("A DICEFER loader must yield (images, labels) or ferkit dict batches with 'image' "
-                            f"and 'expression'; got {type(batch).__name__}.")
+        out = self._batch_dict(batch)
         for key in ("image", "image_pair"):
             if key in out:
                 out[key] = self._fit_images(torch.as_tensor(out[key]))

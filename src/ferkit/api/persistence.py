@@ -14,6 +14,17 @@ class CheckpointedModel:
     method_name: str = ""
     display_name: str = ""
 
+    def _batch_dict(self, batch) -> dict:
+        """A loader's batch as a dict: ferkit's dict batches as they are, plain (images, labels) tuples keyed."""
+        from ferkit.errors import DataError
+
+        if isinstance(batch, dict):
+            return dict(batch)
+        if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+            return {"image": batch[0], "expression": batch[1]}
+        raise DataError(f"A {type(self).__name__} loader must yield (images, labels) or ferkit dict batches with "
+                        f"'image' and 'expression'; got {type(batch).__name__}.")
+
     def save(self, path: str | Path) -> Path:
         """Write a ferkit checkpoint (.safetensors + JSON metadata); ``ferkit predict`` can load it."""
         from ferkit.engine.checkpoint import save_checkpoint

@@ -76,13 +76,7 @@ class UAFER(CheckpointedModel):
         return DataLoader(ds, batch_size=batch_size, shuffle=train, generator=gen, num_workers=num_workers)
 
     def _to_batch(self, batch) -> dict[str, torch.Tensor]:
-        if isinstance(batch, dict):
-            out = dict(batch)
-        elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
-            out = {"image": batch[0], "expression": batch[1]}
-        else:
-            raise DataError("A UAFER loader must yield (images, labels) or ferkit dict batches with 'image' and "
-                            f"'expression'; got {type(batch).__name__}.")
+        out = self._batch_dict(batch)
         for key in ("image", "image_teacher"):
             if key in out:
                 out[key] = self._fit_images(torch.as_tensor(out[key]))
