@@ -27,9 +27,14 @@ FLAG_TO_KEY: dict[str, tuple[str, type, str]] = {
     "--fix-layer": ("model.fix_layer", int, "UA-FER: CLIP layers kept frozen"),
     "--lamda-kd": ("model.lamda_kd", float, "UA-FER: knowledge-distillation weight"),
     "--lamda-ruc": ("model.lamda_ruc", float, "UA-FER: rank-uncertainty (RUC) weight"),
-    "--variant": ("model.variant", str, "UA-FER: code | paper"),
+    "--variant": ("model.variant", str, "UA-FER: released | paper"),
     "--clip-path": ("model.clip_path", str, "UA-FER: local CLIP ViT-B/16 weights"),
     "--zeta-adv": ("model.zeta_adv", float, "DICE-FER: adversarial weight"),
+    "--stage1-epochs": ("model.stage1_epochs", int, "DICE-FER: epochs of stage 1 (default --epochs)"),
+    "--stage2-epochs": ("model.stage2_epochs", int, "DICE-FER: epochs of stage 2 (default --epochs)"),
+    "--stage3-epochs": ("model.stage3_epochs", int, "DICE-FER: epochs of stage 3 (default --epochs)"),
+    "--estimator": ("model.estimator", str, "DICE-FER: MI bound dv | jsd | infonce"),
+    "--test-encoder": ("model.test_encoder", str, "DICE-FER: E at test time m | mean"),
     "--backbone-weights": ("train.backbone_weights", str, "local pretrained ResNet-18 state dict (no downloads)"),
 }
 
