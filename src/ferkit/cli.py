@@ -13,7 +13,7 @@ import sys
 from ferkit.errors import FerkitError
 
 #: subcommands in the order `ferkit --help` lists them
-COMMANDS = ("synth", "datasets", "align", "train", "evaluate", "predict", "export", "crossdata", "serve",
+COMMANDS = ("synth", "datasets", "align", "pretrain", "train", "evaluate", "predict", "export", "crossdata", "serve",
             "demo")
 
 
