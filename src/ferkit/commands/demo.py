@@ -1,6 +1,7 @@
 """`ferkit demo`: render SynthFER in memory, train each method briefly, test on unseen identities, print a table.
 
-The baseline row takes about 2-3 minutes of CPU on 2 cores with the defaults. Every run keeps its folder
+The baseline and DICE-FER start from a ResNet-18 pretrained here on identity classification of other SynthFER
+people (``ferkit pretrain resnet18``), the stand-in for the face-recognition weights the paper starts from. Every run keeps its folder
 (config, logs, checkpoints) under ``--out``; the table is also written to ``OUT/demo.json`` and ``OUT/demo.md``.
 """
 
@@ -19,6 +20,33 @@ class DemoEntry:
     method: str
     model: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
+    #: name of a ``PREPARERS`` entry that makes its starting weights (made once per demo, shared by entries)
+    prepare: str | None = None
+
+
+def _prepare_resnet18_identity(out: Path, size: int, seed: int, device: str) -> tuple[dict, str]:
+    """The stand-in for a face-recognition ResNet-18 (CASIA-WebFace / MS-Celeb): identity classification
+    on a SynthFER render of other people (seed 10_000 + seed), written where --backbone-weights reads it."""
+    from ferkit.pretrain.resnet import (
+        IdentityPretrainConfig,
+        identity_split,
+        pretrain_identity_resnet,
+        save_resnet_weights,
+    )
+
+    synth = {"identities": 60, "images_per_identity": 28, "size": size, "seed": 10_000 + seed}
+    split = identity_split("synthetic", None, synth=synth)
+    cfg = IdentityPretrainConfig(image_size=size, epochs=6, seed=seed, device=device)
+    trunk, hist = pretrain_identity_resnet(split, cfg)
+    path = save_resnet_weights(trunk, out / "pretrained" / "resnet18_synthid.pth",
+                               {"task": "identity classification", "synth": synth, "final": hist[-1]})
+    return ({"train": {"backbone_weights": str(path)}},
+            f"ResNet-18 pretrained on identity ({synth['identities']} other SynthFER people, "
+            f"train accuracy {hist[-1]['accuracy']:.2f}) -> {path}")
+
+
+#: named preparations of starting weights: (out, size, seed, device) -> ({"train"/"model": overrides}, text)
+PREPARERS = {"resnet18-identity": _prepare_resnet18_identity}
 
 
 def demo_entries(size: int, epochs: int) -> list[DemoEntry]:
@@ -26,12 +54,12 @@ def demo_entries(size: int, epochs: int) -> list[DemoEntry]:
     return [
         DemoEntry("baseline (ResNet-18, CE)", "baseline",
                   model={"image_size": size, "augment": "flip", "whitening": "per_image"},
-                  train={"epochs": epochs, "lr": 1e-3, "batch_size": 32}),
+                  train={"epochs": epochs, "lr": 1e-3, "batch_size": 32}, prepare="resnet18-identity"),
         # DICE-FER at its paper settings except sizes: the three stages, SER pairs from different identities.
         DemoEntry("DICE-FER (4x ResNet-18, DV MI)", "dicefer",
                   model={"image_size": size, "augment": "flip", "stage1_epochs": max(1, epochs // 4),
                          "stage2_epochs": 1, "stage3_epochs": max(1, epochs // 4)},
-                  train={"lr": 1e-3, "batch_size": 32}),
+                  train={"lr": 1e-3, "batch_size": 32}, prepare="resnet18-identity"),
         # UA-FER with the tiny CLIP (no CLIP weights can be had here: random init), released variant.
         DemoEntry("UA-FER (tiny CLIP, random init)", "uafer",
                   model={"model_size": "tiny", "alpha": 0.5, "fix_layer": -1, "warmup_epochs": 1,
@@ -75,16 +103,26 @@ def run_demo(out: str | Path, identities: int = 24, images_per_identity: int = 5
     data = {"dataset": "synthetic", "synth_identities": identities, "synth_images_per_identity": images_per_identity,
             "synth_confounding": confounding, "synth_seed": seed, "synth_size": size}
     rows = []
+    prepared: dict[str, tuple[dict, str]] = {}
     for entry in entries if entries is not None else demo_entries(size, epochs):
         tr = {"seed": seed, "device": device, "out": str(out / entry.method), **entry.train}
-        cfg = build_experiment(entry.method, data, tr, entry.model)
+        model = dict(entry.model)
+        if entry.prepare:
+            if entry.prepare not in prepared:
+                print(f"\n== starting weights: {entry.prepare} ==")
+                prepared[entry.prepare] = PREPARERS[entry.prepare](out, size, seed, device)
+                print(prepared[entry.prepare][1])
+            over = prepared[entry.prepare][0]
+            tr.update(over.get("train", {}))
+            model.update(over.get("model", {}))
+        cfg = build_experiment(entry.method, data, tr, model)
         print(f"\n== {entry.label} ==")
         t = time.time()
         result = train(cfg, splits=synth.splits, progress=progress)
         test = result.metrics["test"]
         row = {"method": entry.label, "accuracy": test["accuracy"],
                "mean_class_accuracy": test["mean_class_accuracy"], "train_seconds": time.time() - t,
-               "checkpoint": str(result.checkpoint)}
+               "checkpoint": str(result.checkpoint), "start": entry.prepare or "random init"}
         row.update(_uncertainty_split(result.checkpoint, synth.splits["test"], device))
         rows.append(row)
     return rows
