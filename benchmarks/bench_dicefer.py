@@ -52,14 +52,41 @@ def loader(split, pre, train: bool, batch: int, seed: int, pairs: bool = False, 
     return DataLoader(ds, batch_size=batch, shuffle=train, generator=torch.Generator().manual_seed(seed))
 
 
-def train_baseline(split, size: int, epochs: int, lr: float, seed: int, batch: int):
+def pretrained_backbone(args, seed: int) -> str | None:
+    """The stand-in for the papers' face-recognition ResNet-18: identity classification on a SynthFER render
+    whose seed (10_000 + seed) gives people disjoint from the evaluation render. None when pretraining is off."""
+    if args.pretrain_epochs <= 0:
+        return None
+    import tempfile
+    from pathlib import Path
+
+    from ferkit.pretrain.resnet import (
+        IdentityPretrainConfig,
+        identity_split,
+        pretrain_identity_resnet,
+        save_resnet_weights,
+    )
+
+    synth = {"identities": args.pretrain_identities, "images_per_identity": args.images, "size": args.size,
+             "seed": 10_000 + seed}
+    split = identity_split("synthetic", None, synth=synth)
+    cfg = IdentityPretrainConfig(image_size=args.size, epochs=args.pretrain_epochs, seed=seed, precision="fp32")
+    trunk, hist = pretrain_identity_resnet(split, cfg, log=None)
+    path = Path(tempfile.mkdtemp(prefix="ferkit_idpre_")) / "resnet18_synthid.pth"
+    save_resnet_weights(trunk, path, {"synth": synth, "final": hist[-1]})
+    return str(path)
+
+
+def train_baseline(split, size: int, epochs: int, lr: float, seed: int, batch: int,
+                   backbone_weights: str | None = None):
     from ferkit.config import build_experiment
     from ferkit.data.labels import SYNTHFER
     from ferkit.engine.method import StepContext
     from ferkit.methods.registry import get_method
 
     torch.manual_seed(seed)
-    cfg = build_experiment("baseline", data={"dataset": "synthetic"}, train={"lr": lr, "epochs": epochs},
+    cfg = build_experiment("baseline", data={"dataset": "synthetic"},
+                           train={"lr": lr, "epochs": epochs, "backbone_weights": backbone_weights},
                            model={"image_size": size, "augment": "none"})
     meth = get_method("baseline")(cfg, SYNTHFER, torch.device("cpu"))
     phase = meth.phases()[0]
@@ -113,7 +140,8 @@ def quality_run(confounding: float, seed: int, args) -> dict:
                             confounding=confounding, seed=seed)
     fit, holdout = split_holdout(synth.splits["train"], 0.25, seed)
     test = synth.splits["test"]
-    model = DICEFER(image_size=args.size, zeta_adv=0.025, augment="none", align="none", seed=seed,
+    weights = pretrained_backbone(args, seed)
+    model = DICEFER(image_size=args.size, backbone_weights=weights, zeta_adv=0.025, augment="none", align="none", seed=seed,
                     device="cpu", precision="fp32", stage1_epochs=args.stage1, stage2_epochs=args.stage2,
                     stage3_epochs=args.stage3, critic_hidden=args.critic_hidden)
     pre = model.preprocessing
@@ -127,10 +155,11 @@ def quality_run(confounding: float, seed: int, args) -> dict:
                                                    steps=args.mig_steps)
     dice["train_s"] = time.time() - t0
     t0 = time.time()
-    base_method = train_baseline(fit, args.size, args.baseline_epochs, args.lr, seed, args.batch)
+    base_method = train_baseline(fit, args.size, args.baseline_epochs, args.lr, seed, args.batch, weights)
     base = evaluate(base_method.predict, base_method.preprocessing(), test, holdout, 7)
     base["train_s"] = time.time() - t0
-    return {"confounding": confounding, "seed": seed, "dicefer": dice, "baseline": base}
+    return {"confounding": confounding, "seed": seed, "backbone": "identity-pretrained" if weights else "random",
+            "dicefer": dice, "baseline": base}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -196,6 +225,9 @@ def main() -> None:
     p.add_argument("--stage2", type=int, default=2)
     p.add_argument("--stage3", type=int, default=10)
     p.add_argument("--baseline-epochs", type=int, default=6)
+    p.add_argument("--pretrain-epochs", type=int, default=8,
+                   help="epochs of identity pretraining on a disjoint render (0 = random init)")
+    p.add_argument("--pretrain-identities", type=int, default=80)
     p.add_argument("--critic-hidden", type=int, default=512)
     p.add_argument("--mig-steps", type=int, default=300)
     p.add_argument("--repeats", type=int, default=5)
