@@ -44,7 +44,8 @@ PROMPT_WORDS = {"disgust": "disgusted"}
 class UAFerConfig:
     variant: str = "released"            # released (the released code) | paper (the paper figure)
     clip_path: str = ""                  # local CLIP weights: ViT-B-16.pt, state dict, open_clip ckpt, HF folder
-    model_size: str = "ViT-B-16"         # ViT-B-16 | tiny (a small ViT/text tower at 64 px for tests and demos)
+    model_size: str = "auto"             # auto (the size clip_path holds; ViT-B-16 without weights) | ViT-B-16 |
+    #                                      tiny (a small ViT/text tower at 64 px: tests, demos, `ferkit pretrain clip`)
     quick_gelu: bool | None = None       # None = from the weights (OpenAI: QuickGELU); random init: True
     alpha: float = 0.1                   # weight of the LOCAL branch (0.1 RAF-DB, 0.3 AffectNet)
     topk: int = 16                       # patches averaged per class in the local affinity
@@ -141,12 +142,15 @@ class UAFERMethod(Method):
     # --- weights -------------------------------------------------------------------------------------
     def _initial_clip(self):
         """The CLIP model training starts from: clip_path, else a seeded random init (logged)."""
-        from ferkit.models.clip import build_clip, load_clip
+        from ferkit.models.clip import AUTO_SIZE, build_clip, load_clip
 
         m = self.cfg.model
         if m.clip_path and not m.weights_from_checkpoint:
             model, info = load_clip(m.model_size, m.clip_path, m.quick_gelu)
+            m.model_size = info.model_size          # "auto" resolved; the run's config and checkpoint record it
             return model.eval(), info
+        if m.model_size == AUTO_SIZE:
+            m.model_size = "ViT-B-16"
         model = build_clip(m.model_size, quick_gelu=True if m.quick_gelu is None else m.quick_gelu,
                            seed=self.cfg.train.seed)
         if not m.weights_from_checkpoint:

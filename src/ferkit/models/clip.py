@@ -16,6 +16,7 @@ or the caller forces it. Pickle files are read with ``torch.load(weights_only=Tr
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -40,6 +41,9 @@ CLIP_SIZES: dict[str, dict] = {
              "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}},
 }
 
+#: model size meaning "the size the weights file holds" (ViT-B-16 when there is no file)
+AUTO_SIZE = "auto"
+
 #: keys some OpenAI/JIT state dicts carry that are not parameters
 _NON_PARAM_KEYS = ("input_resolution", "context_length", "vocab_size", "logit_bias")
 _FORMATS_HINT = ("pass OpenAI's ViT-B-16.pt, an OpenAI/open_clip state dict or checkpoint, or a Hugging Face "
@@ -54,6 +58,7 @@ class ClipWeights:
     source: str              # the path read
     format: str              # openai-torchscript | state-dict | open_clip-checkpoint | huggingface
     quick_gelu: bool         # the activation the weights were trained with (best knowledge)
+    model_size: str | None = None   # the CLIP_SIZES key they were loaded into (set by load_clip)
 
 
 def build_clip(model_size: str = "ViT-B-16", quick_gelu: bool = True, seed: int | None = None,
@@ -79,13 +84,38 @@ def build_clip(model_size: str = "ViT-B-16", quick_gelu: bool = True, seed: int 
 
 
 def load_clip(model_size: str, path: str | Path, quick_gelu: bool | None = None):
-    """(open_clip CLIP with the weights of ``path``, ClipWeights info). Raises CheckpointError on a bad file."""
+    """(open_clip CLIP with the weights of ``path``, ClipWeights info). ``model_size`` "auto" takes the
+    size in CLIP_SIZES whose tensors the file holds (``ClipWeights.model_size`` says which). Raises
+    CheckpointError on a bad file or one that fits no known size."""
     weights = read_clip_weights(path)
+    if model_size == AUTO_SIZE:
+        found = infer_clip_size(weights.state_dict)
+        if found is None:
+            raise CheckpointError(f"CLIP weights {weights.source} fit none of the known CLIP sizes "
+                                  f"({', '.join(CLIP_SIZES)}; {describe_state_dict(weights.state_dict)}); "
+                                  f"{_FORMATS_HINT}.")
+        model_size = found
+    weights.model_size = model_size
     act = weights.quick_gelu if quick_gelu is None else quick_gelu
     model = build_clip(model_size, quick_gelu=act, empty=True)
     load_into(model, weights, model_size)
     weights.quick_gelu = act
     return model, weights
+
+
+@functools.cache
+def _shapes(model_size: str) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of the CLIP of ``model_size`` (built on the meta device: no memory, no init)."""
+    return {k: tuple(v.shape) for k, v in build_clip(model_size, empty=True).state_dict().items()}
+
+
+def infer_clip_size(sd: dict[str, torch.Tensor]) -> str | None:
+    """The key of CLIP_SIZES whose every tensor name and shape the state dict holds, or None."""
+    own = {k: tuple(v.shape) for k, v in sd.items() if k not in _NON_PARAM_KEYS}
+    for name in CLIP_SIZES:
+        if _shapes(name) == own:
+            return name
+    return None
 
 
 def load_into(model, weights: ClipWeights, model_size: str) -> None:
@@ -97,16 +127,22 @@ def load_into(model, weights: ClipWeights, model_size: str) -> None:
     where = f"CLIP weights {weights.source}"
     if missing or extra:
         detail = f"missing {missing[:2]}" if missing else f"unexpected {extra[:2]}"
-        raise CheckpointError(f"{where} do not fit the {model_size} CLIP ({detail}); {_FORMATS_HINT}.")
+        raise CheckpointError(f"{where} do not fit the {model_size} CLIP ({detail}){_size_hint(sd)}; "
+                              f"{_FORMATS_HINT}.")
     for k, v in sd.items():
         if tuple(v.shape) != tuple(own[k].shape):
             raise CheckpointError(f"{where} do not fit the {model_size} CLIP ({k} has shape {tuple(v.shape)}, "
-                                  f"the model {tuple(own[k].shape)}; {describe_state_dict(sd)}).")
+                                  f"the model {tuple(own[k].shape)}; {describe_state_dict(sd)}){_size_hint(sd)}.")
     on_meta = model.token_embedding.weight.is_meta
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True, assign=on_meta)
     if on_meta:                                  # the causal text mask is a non-persistent buffer
         n = model.positional_embedding.shape[0]
         model.attn_mask = torch.full((n, n), float("-inf")).triu_(1)
+
+
+def _size_hint(sd: dict[str, torch.Tensor]) -> str:
+    found = infer_clip_size(sd)
+    return f"; they are the {found} CLIP: set model.model_size {found} or auto" if found else ""
 
 
 def describe_state_dict(sd: dict[str, torch.Tensor]) -> str:
@@ -294,9 +330,15 @@ def convert_hf_state_dict(sd: dict[str, torch.Tensor], source: Path | str = "") 
 
 def tokenize(texts: list[str], context_length: int = 77) -> torch.Tensor:
     """CLIP BPE token ids (N, context_length): SOT + BPE + EOT, zero-padded (open_clip's shipped vocabulary)."""
+    return _tokenizer(context_length)(list(texts))
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(context_length: int):
+    """open_clip's SimpleTokenizer, built once per context length (reading its BPE merges takes ~0.1 s)."""
     from open_clip.tokenizer import SimpleTokenizer
 
-    return SimpleTokenizer(context_length=context_length)(list(texts))
+    return SimpleTokenizer(context_length=context_length)
 
 
 @torch.no_grad()

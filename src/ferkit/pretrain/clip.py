@@ -1,0 +1,424 @@
+"""A CLIP trained contrastively on captioned faces: the stand-in for UA-FER's OpenAI CLIP start (METHODS.md B.1).
+
+UA-FER fine-tunes OpenAI's CLIP ViT-B/16, whose image and text towers were trained together, by symmetric
+InfoNCE, on web images and their alt-text. That start is what lets the class prompts ("happy", "a photo of
+a happy facial expression.") point at the right images before any fine-tuning. No OpenAI weights can be
+downloaded here, and a CLIP from random weights fine-tuned on a few SynthFER people memorises them (0.18
+on unseen identities, chance 0.14). This module trains a CLIP the way CLIP is trained, with open_clip's
+``ClipLoss`` and the learnable logit scale, on face images paired with alt-text-like captions written from
+each image's metadata (its expression in words, with several templates, intensity, eyewear, hair, head
+pose, lighting, background), on people disjoint from the ones UA-FER is evaluated on (SynthFER identities
+are drawn from the render seed, so a different ``--synth-seed`` gives different people). It writes an
+open_clip training checkpoint ``{"epoch", "name", "state_dict"}`` that ``--clip-path`` loads.
+
+Data: a SynthFER render made on the fly (``--synth-seed``), a SynthFER folder, or any dataset in its
+shipped layout (``--dataset NAME --data-path PATH``); columns a dataset lacks are left out of its captions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ferkit.data.records import DatasetSplit
+from ferkit.errors import ConfigError, DataError, FerkitError
+
+#: per canonical class name: adjectives / participles a caption may use, and a noun
+EXPRESSION_WORDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "neutral": (("neutral", "expressionless", "calm", "blank-faced"), "a neutral expression"),
+    "happy": (("happy", "smiling", "joyful", "cheerful"), "happiness"),
+    "sad": (("sad", "unhappy", "sorrowful", "downcast"), "sadness"),
+    "surprise": (("surprised", "astonished", "amazed", "startled"), "surprise"),
+    "fear": (("fearful", "scared", "frightened", "afraid"), "fear"),
+    "disgust": (("disgusted", "repulsed", "grossed-out", "revolted"), "disgust"),
+    "anger": (("angry", "furious", "annoyed", "mad"), "anger"),
+    "contempt": (("contemptuous", "scornful", "sneering", "disdainful"), "contempt"),
+}
+#: caption templates ({adj}: an adjective, {noun}: the class noun, {name}: the bare class name, {who}: the
+#: person with hair/eyewear, {extra}: pose, light, background clauses)
+TEMPLATES = (
+    "a photo of a {adj} person{extra}.",
+    "a {adj} face{extra}.",
+    "close-up portrait of {who}, looking {adj}{extra}.",
+    "{who} with a {adj} expression{extra}.",
+    "a face showing {noun}{extra}.",
+    "{name}",
+    "{name}, face, portrait, {adj}",
+    "headshot of {who} who looks {adj}.",
+    "an image of a {adj} facial expression on {who}{extra}.",
+    "{adj} {person}{extra}",
+)
+#: how often a caption mentions each attribute the row holds besides the expression (face stock photos are
+#: captioned by their expression first; hair, eyewear, pose, light and background come up now and then)
+ATTRIBUTE_RATE = 0.3
+HAIR_STYLE_WORDS = {"short": "short", "long": "long", "bob": "bob-cut", "buzz": "buzz-cut", "side": "side-parted",
+                    "curly": "curly", "receding": "receding"}
+GLASSES_WORDS = {"round": "round glasses", "rect": "rectangular glasses"}
+BACKGROUND_WORDS = {"flat": "plain", "gradient": "gradient", "blotch": "blotchy", "stripes": "striped"}
+
+
+def _num(meta: dict, key: str) -> float | None:
+    v = meta.get(key)
+    try:
+        return None if v is None or v == "" else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _colour_name(meta: dict) -> str | None:
+    """A colour word for the background colour columns (bg_r, bg_g, bg_b), or None without them."""
+    import colorsys
+
+    rgb = [_num(meta, k) for k in ("bg_r", "bg_g", "bg_b")]
+    if any(v is None for v in rgb):
+        return None
+    h, s, v = colorsys.rgb_to_hsv(*(min(max(c / 255.0, 0.0), 1.0) for c in rgb))
+    if s < 0.25:
+        return "white" if v > 0.75 else "dark grey" if v < 0.4 else "grey"
+    hues = ((0.04, "red"), (0.11, "orange"), (0.18, "yellow"), (0.45, "green"), (0.55, "teal"), (0.72, "blue"),
+            (0.83, "purple"), (0.95, "pink"), (1.01, "red"))
+    name = next(n for bound, n in hues if h < bound)
+    return ("dark " if v < 0.45 else "light " if v > 0.8 and s < 0.45 else "") + name
+
+
+def caption_for(class_name: str, meta: dict, rng: np.random.Generator, flipped: bool = False) -> str:
+    """One alt-text-like caption of a face image from its class name and metadata row (random template and
+    a random subset of the attributes the row holds; ``flipped``: the image was mirrored, so left/right swap)."""
+    adjectives, noun = EXPRESSION_WORDS.get(class_name, ((class_name,), class_name))
+    adj = str(rng.choice(adjectives)) if rng.random() < 0.5 else adjectives[0]     # the usual word half the time
+    intensity = _num(meta, "intensity")
+    if intensity is not None and class_name != "neutral" and rng.random() < 0.5:
+        adj = ("slightly " if intensity < 0.72 else "very " if intensity > 0.9 else "") + adj
+    person = str(rng.choice(("person", "face", "man or woman", "someone")))
+    look = []
+    hair_colour, hair_style = meta.get("hair_colour"), meta.get("hair_style")
+    if isinstance(hair_colour, str) and rng.random() < ATTRIBUTE_RATE:
+        style = HAIR_STYLE_WORDS.get(hair_style, "") if isinstance(hair_style, str) and rng.random() < 0.6 else ""
+        look.append(f"with {(style + ' ') if style else ''}{hair_colour.replace('_', ' ')} hair")
+    glasses = meta.get("glasses")
+    if isinstance(glasses, str) and rng.random() < ATTRIBUTE_RATE:
+        look.append(f"wearing {GLASSES_WORDS[glasses]}" if glasses in GLASSES_WORDS else "without glasses")
+    who = "a person" + "".join(" " + w for w in rng.permutation(look)) if look else "a person"
+    extra = []
+    yaw = _num(meta, "yaw")
+    if yaw is not None and rng.random() < ATTRIBUTE_RATE:
+        if abs(yaw) < 4:
+            extra.append("facing the camera")
+        else:
+            side = "left" if (yaw > 0) != flipped else "right"
+            extra.append(f"with the head turned slightly to the {side}")
+    brightness, light = _num(meta, "brightness"), _num(meta, "light_strength")
+    if brightness is not None and rng.random() < ATTRIBUTE_RATE:
+        extra.append("in dim light" if brightness < 0.92 else "in bright light" if brightness > 1.03
+                     else "in soft light")
+    elif light is not None and light > 0.15 and rng.random() < ATTRIBUTE_RATE:
+        extra.append("with strong side lighting")
+    bg, colour = meta.get("bg_texture"), _colour_name(meta)
+    if (colour is not None or isinstance(bg, str)) and rng.random() < ATTRIBUTE_RATE:
+        texture = BACKGROUND_WORDS.get(bg, "") if isinstance(bg, str) and rng.random() < 0.5 else ""
+        words = " ".join(w for w in (texture, colour) if w)
+        extra.append(f"on a {words} background" if words else "on a background")
+    extra_text = "".join((", " if i else " ") + e for i, e in enumerate(extra))
+    template = str(rng.choice(TEMPLATES))
+    return template.format(adj=adj, noun=noun, name=class_name, who=who, person=person, extra=extra_text)
+
+
+@dataclass
+class ClipPretrainConfig:
+    """What ``pretrain_clip`` does; saved in the checkpoint next to the weights."""
+
+    model_size: str = "tiny"       # a key of ferkit.models.clip.CLIP_SIZES
+    epochs: int = 12
+    batch_size: int = 96
+    lr: float = 2e-3               # AdamW, linear warmup then cosine
+    weight_decay: float = 0.1      # on >= 2-D weights (CLIP's recipe); none on gains, biases, logit scale
+    warmup_fraction: float = 0.1   # of all steps
+    flip: bool = True              # mirror half the images (captions swap left and right)
+    seed: int = 0
+    precision: str = "auto"        # auto (bf16 where the CPU/GPU has it) | bf16 | fp32: the towers; loss in fp32
+    device: str = "auto"
+    quick_gelu: bool = True        # OpenAI CLIP's activation (the name of the run says so to the loader)
+
+
+#: the small recipe ``ferkit demo`` and the tests use: many people with few images each (CLIP's strength is
+#: the variety of its web data), a render seed set per use so the people differ from the evaluation render's
+CLIP_DEMO = {"synth": {"identities": 100, "images_per_identity": 8, "size": 64, "split_fractions": (0.85, 0.15, 0.0)},
+             "config": functools.partial(ClipPretrainConfig, model_size="tiny", epochs=6, batch_size=16, lr=1e-3)}
+
+
+def preprocessing(model_size: str = "tiny"):
+    """UA-FER's input pipeline at the CLIP's image size (ImageNet mean/std as the released code, bicubic)."""
+    from ferkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+    from ferkit.models.clip import CLIP_SIZES
+
+    size = CLIP_SIZES[model_size]["vision_cfg"]["image_size"]
+    return Preprocessing(size=size, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD, align="none",
+                         resize="bicubic")
+
+
+def _check(split: DatasetSplit | None, cfg: ClipPretrainConfig) -> None:
+    from ferkit.models.clip import CLIP_SIZES
+
+    if cfg.model_size not in CLIP_SIZES:
+        raise ConfigError(f"CLIP model size '{cfg.model_size}' is not known; use one of {', '.join(CLIP_SIZES)}.")
+    if cfg.epochs < 1 or cfg.batch_size < 2 or not cfg.lr > 0:
+        raise ConfigError("CLIP pretraining needs epochs >= 1, batch size >= 2 (contrastive pairs) and lr > 0.")
+    if split is not None and len(split) < 2:
+        raise DataError(f"CLIP pretraining got {len(split)} images; it needs at least 2 captioned faces.")
+
+
+def _images(split: DatasetSplit, model_size: str) -> torch.Tensor:
+    """Every image of ``split`` through the test-time transform: (N, 3, S, S) float32."""
+    from ferkit.data.io import read_image
+    from ferkit.data.transforms import preprocess_batch
+
+    images = [s.image if isinstance(s.image, np.ndarray) else read_image(s.image) for s in split.samples]
+    return preprocess_batch(images, preprocessing(model_size))
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model, split: DatasetSplit, template: str = "{}", images: torch.Tensor | None = None,
+                       batch_size: int = 256) -> float:
+    """Accuracy of CLIP zero-shot classification of ``split`` with one prompt per class (``template``
+    around the class name, UA-FER's prompts for SynthFER)."""
+    from ferkit.models.clip import encode_prompts
+
+    model.eval()
+    device = model.token_embedding.weight.device
+    x = images if images is not None else _images(split, _size_of(model))
+    text = F.normalize(encode_prompts(model, [template.format(c) for c in split.label_space.classes]), dim=-1)
+    preds = []
+    for a in range(0, len(x), batch_size):
+        f = F.normalize(encode_image(model, x[a:a + batch_size].to(device)).float(), dim=-1)
+        preds.append((f @ text.t()).argmax(1).cpu())
+    return float((torch.cat(preds).numpy() == split.expressions).mean())
+
+
+def encode_image(model, x: torch.Tensor) -> torch.Tensor:
+    """``model.encode_image(x)`` (CLS token -> ln_post -> projection), on ferkit's batch-first SDPA blocks
+    (the same maths, without nn.MultiheadAttention's per-token weight expansion on CPU): (B, 3, S, S) -> (B, D)."""
+    from ferkit.models.uafer import _block, _stem
+
+    h = _stem(model.visual, x)                                                   # (B, 1 + N, W)
+    for blk in model.visual.transformer.resblocks:
+        h = _block(blk, h)
+    return model.visual.ln_post(h[:, 0]) @ model.visual.proj                     # (B, D)
+
+
+def encode_text(model, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text(tokens)`` on the tokens up to the last end-of-text token only: (B, 77) -> (B, D).
+
+    The text transformer is causal and the feature is read at the end-of-text token, so the padding after it
+    never changes the result; leaving it out makes a short caption's step several times cheaper.
+    """
+    length = int(tokens.argmax(dim=-1).max()) + 1
+    t = tokens[:, :length]                                                       # (B, L)
+    x = model.token_embedding(t) + model.positional_embedding[:length]          # (B, L, W)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:length, :length]))
+    return x[torch.arange(len(t), device=t.device), t.argmax(dim=-1)] @ model.text_projection   # (B, D)
+
+
+def _size_of(model) -> str:
+    from ferkit.models.clip import CLIP_SIZES
+
+    side = model.visual.image_size[0]
+    return next(k for k, v in CLIP_SIZES.items() if v["vision_cfg"]["image_size"] == side)
+
+
+def pretrain_clip(split: DatasetSplit, cfg: ClipPretrainConfig | None = None, monitor: DatasetSplit | None = None,
+                  log=print, on_epoch=None):
+    """Train a CLIP (image and text towers, logit scale) with open_clip's ClipLoss on ``split``'s images
+    paired with captions from their class and metadata; a fresh random caption per image and epoch.
+
+    ``monitor``: a split of other people whose zero-shot accuracy (prompts "{}" and UA-FER's paper template)
+    is logged after each epoch. Returns ``(model, history)``: the open_clip ``CLIP`` (eval mode, CPU, fp32)
+    and one dict per epoch (epoch, loss, logit_scale, zero-shot accuracies, seconds). Deterministic for a
+    seed on one device.
+    """
+    from open_clip.loss import ClipLoss
+
+    from ferkit.engine.devices import amp_dtype, resolve_device
+    from ferkit.methods.uafer import PAPER_TEMPLATE
+    from ferkit.models.clip import build_clip, tokenize
+
+    cfg = cfg or ClipPretrainConfig()
+    _check(split, cfg)
+    device = resolve_device(cfg.device)
+    dtype = amp_dtype(device, cfg.precision)
+    classes = split.label_space.classes
+    images = _images(split, cfg.model_size)                                      # (N, 3, S, S)
+    metas = [dict(s.meta or {}) for s in split.samples]
+    names = [classes[e] for e in split.expressions]
+    mon_images = _images(monitor, cfg.model_size) if monitor is not None and len(monitor) else None
+    model = build_clip(cfg.model_size, quick_gelu=cfg.quick_gelu, seed=cfg.seed).to(device)
+    context = model.context_length
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    others = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": others, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    n = len(images)
+    batch = min(cfg.batch_size, n)
+    steps_per_epoch = n // batch
+    total = cfg.epochs * steps_per_epoch
+    warmup = max(1, int(cfg.warmup_fraction * total))
+    loss_fn = ClipLoss()
+    rng = np.random.default_rng([cfg.seed, 7])
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict] = []
+    t0, step = time.time(), 0
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        tot, seen = 0.0, 0
+        for b in range(steps_per_epoch):
+            idx = order[b * batch:(b + 1) * batch]
+            flips = (torch.rand(len(idx), generator=gen) < 0.5) if cfg.flip else torch.zeros(len(idx), dtype=torch.bool)
+            x = images[idx]
+            x = torch.where(flips[:, None, None, None], x.flip(-1), x).to(device)         # (B, 3, S, S)
+            texts = [caption_for(names[i], metas[i], rng, bool(f)) for i, f in zip(idx.tolist(), flips.tolist(),
+                                                                                   strict=True)]
+            tokens = tokenize(texts, context).to(device)                                 # (B, 77)
+            lr = cfg.lr * (step + 1) / warmup if step < warmup else \
+                0.5 * cfg.lr * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                img = encode_image(model, x)                                             # (B, D)
+                txt = encode_text(model, tokens)                                         # (B, D)
+            img, txt = F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1)
+            loss = loss_fn(img, txt, model.logit_scale.exp())                            # fp32
+            if not torch.isfinite(loss):
+                raise FerkitError(f"CLIP pretraining diverged (loss {float(loss)}) in epoch {epoch + 1}; "
+                                  "lower --lr.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():                                   # open_clip clamps the scale at 100
+                model.logit_scale.clamp_(0, math.log(100))
+            tot += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            step += 1
+        row = {"epoch": epoch + 1, "loss": tot / seen, "logit_scale": float(model.logit_scale.detach().exp()),
+               "lr": lr}
+        if mon_images is not None:
+            row["zero_shot_name"] = zero_shot_accuracy(model, monitor, "{}", mon_images)
+            row["zero_shot_template"] = zero_shot_accuracy(model, monitor, PAPER_TEMPLATE, mon_images)
+        row["seconds"] = round(time.time() - t0, 2)
+        history.append(row)
+        if log:
+            zs = (f", zero-shot on {len(monitor)} held-out images {row['zero_shot_name']:.3f} (class name) / "
+                  f"{row['zero_shot_template']:.3f} (template)") if mon_images is not None else ""
+            log(f"pretrain clip epoch {epoch + 1}/{cfg.epochs}: loss {row['loss']:.4f}, logit scale "
+                f"{row['logit_scale']:.1f}{zs} ({row['seconds']:.0f} s)")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model)
+    model.eval()
+    return model.cpu().float(), history
+
+
+def run_name(cfg: ClipPretrainConfig) -> str:
+    """The open_clip run name written into the checkpoint; ``quickgelu`` in it tells loaders the activation."""
+    return f"ferkit-pretrain-{cfg.model_size}" + ("-quickgelu" if cfg.quick_gelu else "")
+
+
+def save_clip_checkpoint(model, path: str | Path, cfg: ClipPretrainConfig, meta: dict, epochs: int) -> Path:
+    """Write an open_clip training checkpoint: ``{"epoch", "name", "state_dict", "ferkit_pretrain"}``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().float().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"epoch": epochs, "name": run_name(cfg), "state_dict": state,
+                "ferkit_pretrain": json.dumps(meta, sort_keys=True)}, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def pretraining_splits(dataset: str = "synthetic", data_path: str | None = None, synth: dict | None = None,
+                       monitor: bool = True) -> tuple[DatasetSplit, DatasetSplit | None]:
+    """(images to pretrain on, held-out people to monitor zero-shot accuracy on, or None).
+
+    With native splits, training pretrains on "train" and monitors on "val" (else "test"); without them,
+    every image is used and nothing is monitored. ``monitor=False`` pretrains on every image.
+    """
+    from ferkit.data.datasets import load_all, select
+
+    result = load_all(dataset, data_path, synth=synth)
+    root = Path(data_path) if data_path else None
+    everything = select(dataset, result, "all", root)
+    if len(everything) == 0:
+        raise DataError(f"Dataset '{dataset}' has no images to pretrain CLIP on; check --data-path.")
+    native = {s.meta.get("split") for s in result.samples}
+    if not monitor or not {"train"} < native:
+        return everything, None
+    held = "val" if "val" in native else "test"
+    train = select(dataset, result, "train", root)
+    mon = select(dataset, result, held, root)
+    return (train, mon) if len(train) >= 2 else (everything, None)
+
+
+# --- ferkit pretrain clip ----------------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="checkpoint to write (.pt), e.g. clip_tiny_faces.pt")
+    p.add_argument("--dataset", default="synthetic", help="dataset in its shipped layout (default synthetic)")
+    p.add_argument("--data-path", default=None,
+                   help="its folder (a SynthFER folder for synthetic); omit it to render SynthFER on the fly")
+    p.add_argument("--synth-identities", type=int, default=60,
+                   help="identities of the on-the-fly SynthFER render (default 60)")
+    p.add_argument("--synth-images", type=int, default=28, help="images per identity of that render (default 28)")
+    p.add_argument("--synth-seed", type=int, default=1000,
+                   help="seed of that render, which draws its people; use one other than your evaluation "
+                        "render's (default 1000)")
+    p.add_argument("--model", default="tiny", help="CLIP size: tiny (64 px) | ViT-B-16 (default tiny)")
+    p.add_argument("--epochs", type=int, default=12, help="epochs (default 12)")
+    p.add_argument("--batch-size", type=int, default=96, help="contrastive batch size (default 96)")
+    p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate, warmup + cosine (default 2e-3)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="autocast of the towers; the loss is fp32 (default auto)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ferkit.models.clip import CLIP_SIZES
+
+    out = Path(args.out)
+    if out.suffix not in (".pt", ".pth"):
+        raise ConfigError(f"--out {out} should end in .pt or .pth (an open_clip checkpoint file).")
+    if args.model not in CLIP_SIZES:
+        raise ConfigError(f"--model {args.model} is not a known CLIP size; use one of {', '.join(CLIP_SIZES)}.")
+    size = CLIP_SIZES[args.model]["vision_cfg"]["image_size"]
+    synth = {"identities": args.synth_identities, "images_per_identity": args.synth_images, "size": size,
+             "seed": args.synth_seed, "split_fractions": (0.85, 0.15, 0.0)}
+    if args.data_path is None and args.dataset == "synthetic" and args.synth_identities < 2:
+        raise ConfigError(f"--synth-identities {args.synth_identities} is too few; use 2 or more.")
+    cfg = ClipPretrainConfig(model_size=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             seed=args.seed, precision=args.precision, device=args.device)
+    _check(None, cfg)                                   # refuse bad numbers before rendering or reading data
+    train, monitor = pretraining_splits(args.dataset, args.data_path, synth)
+    source = args.data_path or f"SynthFER render {json.dumps({k: synth[k] for k in ('identities', 'images_per_identity', 'size', 'seed')}, sort_keys=True)}"
+    print(f"pretrain clip: CLIP {args.model} contrastive (ClipLoss) on {len(train)} captioned images of "
+          f"{np.unique(train.subjects).size} people from {args.dataset} ({source})"
+          + (f"; zero-shot monitored on {len(monitor)} images of {np.unique(monitor.subjects).size} other people"
+             if monitor is not None else ""), flush=True)
+    model, history = pretrain_clip(train, cfg, monitor, log=functools.partial(print, flush=True))
+    meta = {"task": "contrastive image-caption pretraining (open_clip ClipLoss)", "dataset": args.dataset,
+            "source": source, "model_size": args.model, "images": len(train),
+            "people": int(np.unique(train.subjects).size), "config": asdict(cfg), "final": history[-1]}
+    save_clip_checkpoint(model, out, cfg, meta, cfg.epochs)
+    log_path = out.with_suffix(".csv")
+    with open(log_path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+    print(f"wrote {out} (open_clip checkpoint, CLIP {args.model}; pass it as --clip-path) and {log_path}")
+    return 0

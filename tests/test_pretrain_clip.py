@@ -1,0 +1,120 @@
+"""`ferkit pretrain clip`: contrastive CLIP pretraining on captioned faces writes an open_clip checkpoint that
+UA-FER's --clip-path loads (model size detected from the file), with captions written from the metadata.
+"""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ferkit.cli import main
+from ferkit.errors import CheckpointError
+from ferkit.models.clip import build_clip, infer_clip_size, load_clip, tokenize
+from ferkit.pretrain.clip import caption_for, encode_image, encode_text
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+ROW = {"intensity": 0.95, "hair_colour": "dark_brown", "hair_style": "curly", "glasses": "round", "yaw": 9.0,
+       "brightness": 0.88, "light_strength": 0.2, "bg_texture": "stripes", "bg_r": 40.0, "bg_g": 60.0,
+       "bg_b": 200.0}
+
+
+def test_captions_describe_expression_and_the_attributes_the_row_holds():
+    rng = np.random.default_rng(0)
+    caps = [caption_for("happy", ROW, rng) for _ in range(300)]
+    assert len(set(caps)) > 100                                   # many templates and attribute subsets
+    assert all(any(w in c for w in ("happy", "smiling", "joyful", "cheerful", "happiness")) for c in caps)
+    text = " ".join(caps)
+    for phrase in ("dark brown hair", "curly", "round glasses", "dim light", "striped", "blue background",
+                   "turned slightly to the"):
+        assert phrase in text, phrase
+    # a mirrored image turns its head the other way
+    turned = {c.split("to the ")[1][:4] for c in caps if "turned slightly" in c}
+    flipped = {c.split("to the ")[1][:4] for c in (caption_for("happy", ROW, rng, flipped=True) for _ in range(300))
+               if "turned slightly" in c}
+    assert len(turned) == 1 and len(flipped) == 1 and turned != flipped
+    # a dataset with labels only still gets captions (no attributes invented)
+    bare = [caption_for("anger", {}, rng) for _ in range(50)]
+    assert not any("hair" in c or "glasses" in c or "background" in c for c in bare)
+    assert all(any(w in c for w in ("anger", "angry", "furious", "annoyed", "mad")) for c in bare)
+
+
+def test_trimmed_towers_equal_open_clip_encoders():
+    model = build_clip("tiny", seed=1)
+    x = torch.randn(3, 3, 64, 64)
+    tokens = tokenize(["a smiling face.", "a photo of a very furious person with round glasses.", "sad"])
+    assert torch.allclose(encode_image(model, x), model.encode_image(x), atol=1e-5)
+    assert torch.allclose(encode_text(model, tokens), model.encode_text(tokens), atol=1e-5)
+
+
+def test_model_size_is_detected_from_the_weights(tmp_path):
+    sd = build_clip("tiny", seed=2).state_dict()
+    assert infer_clip_size(sd) == "tiny"
+    torch.save({"epoch": 1, "name": "run-quickgelu", "state_dict": {"module." + k: v for k, v in sd.items()}},
+               tmp_path / "ckpt.pt")
+    model, info = load_clip("auto", tmp_path / "ckpt.pt")
+    assert info.model_size == "tiny" and info.format == "open_clip-checkpoint" and info.quick_gelu
+    assert torch.equal(model.visual.conv1.weight, sd["visual.conv1.weight"])
+    with pytest.raises(CheckpointError, match="they are the tiny CLIP"):
+        load_clip("ViT-B-16", tmp_path / "ckpt.pt")
+    del sd["visual.proj"]
+    torch.save(sd, tmp_path / "broken.pt")
+    with pytest.raises(CheckpointError, match="fit none of the known CLIP sizes"):
+        load_clip("auto", tmp_path / "broken.pt")
+
+
+def test_cli_writes_a_checkpoint_that_uafer_train_and_zero_shot_load(tmp_path, capsys):
+    out = tmp_path / "clip_tiny_faces.pt"
+    rc = main(["pretrain", "clip", "--out", str(out), "--synth-identities", "8", "--synth-images", "8",
+               "--synth-seed", "1000", "--epochs", "2", "--batch-size", "16", "--precision", "bf16"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "ClipLoss" in text and "--clip-path" in text
+    rows = list(csv.DictReader((tmp_path / "clip_tiny_faces.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and all(np.isfinite(float(r["loss"])) for r in rows)
+    assert 0 <= float(rows[-1]["zero_shot_name"]) <= 1
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["name"].endswith("quickgelu") and ckpt["epoch"] == 2
+    meta = json.loads(ckpt["ferkit_pretrain"])
+    assert meta["model_size"] == "tiny" and meta["config"]["precision"] == "bf16"
+    # UA-FER fine-tunes from it through --clip-path, the size taken from the file
+    run = tmp_path / "run"
+    assert main(["train", "--method", "uafer", "--dataset", "synthetic", "--clip-path", str(out), "--epochs", "1",
+                 "--max-steps", "2", "--batch-size", "8", "--out", str(run), "--set", "data.synth_identities=6",
+                 "--set", "data.synth_images_per_identity=7", "--set", "data.synth_size=64",
+                 "--set", "train.eval_every=0"]) == 0
+    config = (run / "config.yaml").read_text()
+    assert "model_size: tiny" in config
+    assert str(out) in (run / "log.txt").read_text()
+    # and zero-shot evaluation reads it as well
+    assert main(["evaluate", "--method", "uafer", "--zero-shot", "--clip-path", str(out), "--dataset",
+                 "synthetic", "--out", str(tmp_path / "zs"), "--no-leakage"]) == 0
+    metrics = json.loads((tmp_path / "zs" / "metrics.json").read_text())
+    assert 0.0 <= metrics["headline"]["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "huge"], "not a known CLIP size"),
+    (["--batch-size", "1"], "batch size >= 2"),
+    (["--synth-identities", "1"], "too few"),
+])
+def test_bad_input_is_one_sentence(tmp_path, capsys, args, message):
+    rc = main(["pretrain", "clip", "--out", str(tmp_path / "c.pt"), "--epochs", "1", *args])
+    assert rc != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_out_must_be_a_weights_file(tmp_path, capsys):
+    assert main(["pretrain", "clip", "--out", str(tmp_path / "c.txt")]) != 0
+    assert ".pt" in capsys.readouterr().err
