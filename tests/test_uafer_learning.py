@@ -1,21 +1,35 @@
-"""Both UA-FER variants, with the tiny CLIP from random initialisation, fit a small SynthFER training set.
+"""UA-FER with the tiny CLIP: learning on SynthFER, from random weights and from a caption-pretrained CLIP.
 
-This checks that every loss term moves the model towards the labels (train accuracy far above chance within
-60 steps). It does not show generalisation to unseen identities: a ViT from random weights on a few
-SynthFER identities memorises them (UA-FER depends on pretrained CLIP weights, which no tiny model has).
+The real method starts from OpenAI's CLIP. The stand-in here is the tiny CLIP trained the way CLIP is
+trained (open_clip's ClipLoss on captioned faces, ``ferkit.pretrain.clip``) on a SynthFER render with another
+seed, so on other people; UA-FER then fine-tunes from that checkpoint through ``clip_path`` and is tested on
+identities it never saw. The random-init test checks that every loss term moves the model towards the labels.
 """
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
 from ferkit.config import build_experiment
 from ferkit.data.labels import SYNTHFER
-from ferkit.data.synthetic import render_synthfer
+from ferkit.data.synthetic import render_synthfer, sample_identity
 from ferkit.data.transforms import build_transform
 from ferkit.engine.method import StepContext
 from ferkit.methods.uafer import UAFERMethod
+
+EVAL_SEED, PRETRAIN_SEED = 0, 1000
+CHANCE = 1 / 7
+#: UA-FER fine-tuning of the tiny CLIP (fix_layer 0: the patch embedding keeps its pretrained weights)
+FINETUNE = {"train": {"epochs": 6, "lr": 1e-3, "batch_size": 32},
+            "model": {"alpha": 0.5, "fix_layer": 0, "warmup_epochs": 1, "augment": "flip"}}
+XFAIL_REASON = (
+    "measured, seed 0: this 6-epoch caption pretraining (loss 2.712 vs chance 2.773) leaves the 7 class-name text "
+    "embeddings at cosine > 0.97 to each other; zero-shot on the test people 0.171 (class name) / 0.125 (paper "
+    "template); fine-tuned released 0.164 (u right 0.804, u wrong 0.795), paper 0.125 (0.804 / 0.805). 40 epochs "
+    "on 1360 faces of 170 people (635 s) learn background colour (zero-shot 0.42, majority 0.19) but not "
+    "expression: zero-shot 0.146 / 0.186, fine-tuned released 0.154 (u 0.726 / 0.726), paper 0.186 (0.616 / 0.618)")
 
 
 @pytest.fixture(autouse=True)
@@ -56,3 +70,82 @@ def test_tiny_uafer_fits_synthfer_images(batch, variant, caplog):
     accuracy = (pred.probs.argmax(1) == labels).float().mean().item()
     assert accuracy > 0.6, (variant, accuracy)
     assert out["cls"] < first
+
+
+# --- from a CLIP pretrained contrastively on captioned faces of other people ------------------------------
+
+@pytest.fixture(scope="module")
+def pretrained_clip(tmp_path_factory):
+    """The tiny CLIP after ``CLIP_DEMO`` pretraining (ClipLoss, captions from the metadata) on a render with
+    another seed, written as an open_clip checkpoint: (path, history, held-out split of the render)."""
+    from ferkit.pretrain.clip import CLIP_DEMO, pretrain_clip, pretraining_splits, save_clip_checkpoint
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train, monitor = pretraining_splits("synthetic", None, {**CLIP_DEMO["synth"], "seed": PRETRAIN_SEED})
+        cfg = CLIP_DEMO["config"](seed=0, device="cpu")       # 680 captioned faces of 85 people, 6 epochs
+        model, history = pretrain_clip(train, cfg, monitor, log=None)
+    finally:
+        torch.set_num_threads(n)
+    path = save_clip_checkpoint(model, tmp_path_factory.mktemp("clip") / "clip_tiny_captions.pt", cfg,
+                                {"synth_seed": PRETRAIN_SEED}, cfg.epochs)
+    return path, history, cfg
+
+
+@pytest.fixture(scope="module")
+def eval_render():
+    return render_synthfer(identities=24, images_per_identity=56, size=64, seed=EVAL_SEED)
+
+
+def test_pretraining_people_are_not_the_evaluation_people():
+    from ferkit.pretrain.clip import CLIP_DEMO
+
+    look = ("skin_rgb", "hair_rgb", "glasses", "face_w", "eye_size", "nose_len")
+    ours = {tuple(sample_identity(PRETRAIN_SEED, s)[k] for k in look) for s in range(CLIP_DEMO["synth"]["identities"])}
+    theirs = {tuple(sample_identity(EVAL_SEED, s)[k] for k in look) for s in range(24)}
+    assert not ours & theirs
+
+
+@pytest.mark.slow
+def test_caption_pretraining_lowers_the_contrastive_loss(pretrained_clip):
+    """Image and caption towers align a little: the epoch loss falls below its chance value ln(batch) (measured
+    2.712 against ln 16 = 2.773 after 6 epochs), and the checkpoint loads as the tiny CLIP with QuickGELU."""
+    from ferkit.models.clip import load_clip
+
+    path, history, cfg = pretrained_clip
+    assert history[-1]["loss"] < np.log(cfg.batch_size) - 0.03, history
+    assert history[-1]["loss"] < history[0]["loss"]
+    _, info = load_clip("auto", path)
+    assert info.model_size == "tiny" and info.quick_gelu
+
+
+def _finetune(variant: str, clip_path, render, out) -> dict:
+    """UA-FER fine-tuned from ``clip_path`` on the render's training people; accuracy and mean u on its test
+    people (never seen by the pretraining or the fine-tuning)."""
+    from ferkit.engine.checkpoint import load_method
+    from ferkit.engine.evaluate import collect_predictions
+    from ferkit.engine.trainer import train
+
+    data = {"dataset": "synthetic", "synth_identities": 24, "synth_images_per_identity": 56, "synth_size": 64,
+            "synth_seed": EVAL_SEED, "cache": False}
+    cfg = build_experiment("uafer", data, {**FINETUNE["train"], "seed": 0, "out": str(out), "eval_every": 0,
+                                           "device": "cpu"},
+                           {**FINETUNE["model"], "variant": variant, "clip_path": str(clip_path)})
+    result = train(cfg, splits=render.splits, progress=False)
+    preds = collect_predictions(load_method(result.checkpoint, "cpu"), render.splits["test"])
+    right = preds["probs"].argmax(1) == preds["labels"]
+    u = preds["uncertainty"]
+    return {"accuracy": float(right.mean()), "u_right": float(u[right].mean()) if right.any() else float("nan"),
+            "u_wrong": float(u[~right].mean()) if (~right).any() else float("nan")}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=XFAIL_REASON)
+@pytest.mark.parametrize("variant", ["released", "paper"])
+def test_uafer_from_caption_pretrained_clip_learns_unseen_identities(pretrained_clip, eval_render, variant,
+                                                                      tmp_path):
+    path = pretrained_clip[0]
+    r = _finetune(variant, path, eval_render, tmp_path / variant)
+    assert r["accuracy"] > CHANCE + 0.15, (variant, r)
+    assert r["u_wrong"] > r["u_right"], (variant, r)
