@@ -35,6 +35,27 @@ def test_probs_sum_to_one_and_uncertainty_in_unit_interval(kind):
     assert torch.allclose(out["belief"].sum(1) + out["uncertainty"], torch.ones(64), atol=1e-6)
 
 
+def test_released_uncertainty_is_highest_on_peaked_scores():
+    """The released code's bounded evidence (METHODS.md B.7 quirk 4) in numbers: a unit-norm score with ReLU
+    evidence has total evidence between 1 (one class) and sqrt(C) (all classes alike), so u = C / S is
+    C / (C + 1) = 0.875 on a score peaked at the label and C / (C + sqrt C) = 0.726 on a flat one (C = 7),
+    and the released loss sum_c (y_c - p_c)^2 is lower on the peaked score: training towards the labels
+    raises u, whatever the prediction's correctness."""
+    c = 7
+    peaked = torch.zeros(1, c)
+    peaked[0, 2] = 1.0
+    flat = torch.full((1, c), 1 / math.sqrt(c))
+    op, of = dirichlet(evidence_from_scores(peaked)), dirichlet(evidence_from_scores(flat))
+    assert op["uncertainty"].item() == pytest.approx(c / (c + 1))
+    assert of["uncertainty"].item() == pytest.approx(c / (c + math.sqrt(c)))
+    label = torch.tensor([2])
+    assert edl_mse(op["alpha"], label)["err"].item() < edl_mse(of["alpha"], label)["err"].item()
+    # random unit-norm scores stay inside those two values
+    s = torch.nn.functional.normalize(torch.randn(512, c), dim=1)
+    u = dirichlet(evidence_from_scores(s))["uncertainty"]
+    assert (u >= c / (c + math.sqrt(c)) - 1e-6).all() and (u <= 1.0).all()
+
+
 def test_evidence_functions():
     s = torch.tensor([[-20.0, 0.0, 2.0]])
     assert torch.equal(evidence_from_scores(s, "relu"), torch.tensor([[0.0, 0.0, 2.0]]))
