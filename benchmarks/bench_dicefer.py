@@ -143,7 +143,8 @@ def quality_run(confounding: float, seed: int, args) -> dict:
     weights = pretrained_backbone(args, seed)
     model = DICEFER(image_size=args.size, backbone_weights=weights, zeta_adv=0.025, augment="none", align="none", seed=seed,
                     device="cpu", precision="fp32", stage1_epochs=args.stage1, stage2_epochs=args.stage2,
-                    stage3_epochs=args.stage3, critic_hidden=args.critic_hidden)
+                    stage3_epochs=args.stage3, critic_hidden=args.critic_hidden,
+                    estimator=args.estimator)
     pre = model.preprocessing
     t0 = time.time()
     model.train(loader(fit, pre, True, args.batch, seed, pairs=True), epochs=args.stage1,
@@ -229,6 +230,8 @@ def main() -> None:
                    help="epochs of identity pretraining on a disjoint render (0 = random init)")
     p.add_argument("--pretrain-identities", type=int, default=80)
     p.add_argument("--critic-hidden", type=int, default=512)
+    p.add_argument("--estimator", default="dv", choices=("dv", "jsd", "infonce"),
+                   help="stage-1/2 MI bound (default dv, the paper's)")
     p.add_argument("--mig-steps", type=int, default=300)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="")

@@ -44,7 +44,7 @@ def test_tiny_dicefer_learns_above_chance_on_unseen_identities():
     bench = bench_module()
     args = Namespace(identities=24, images=40, size=48, batch=64, lr=3e-4, stage1=12, stage2=2, stage3=10,
                      baseline_epochs=8, critic_hidden=512, mig_steps=100, pretrain_epochs=6,
-                     pretrain_identities=60)
+                     pretrain_identities=60, estimator="dv")
     run = bench.quality_run(0.0, 0, args)
     dice, base = run["dicefer"], run["baseline"]
     chance = 1 / 7
