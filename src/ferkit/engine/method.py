@@ -100,6 +100,13 @@ class Method(abc.ABC):
 
         return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, backbone_weights=None))
 
+    def train_state(self) -> dict:
+        """Training state that is not weights or optimiser state (plain tensors/numbers), saved for resuming."""
+        return {}
+
+    def load_train_state(self, state: dict) -> None:  # noqa: B027 (optional hook)
+        """Restore what :meth:`train_state` returned."""
+
     def on_phase_start(self, phase: Phase) -> None:  # noqa: B027 (optional hook)
         """Called before a phase's first epoch (e.g. freeze stage-1 encoders)."""
 

@@ -129,6 +129,7 @@ class _Run:
                                   f"not '{self.cfg.method}'.")
         state = read_train_state(path, expect_token=ckpt.meta.get("save_token"))
         load_network_weights(self.networks, ckpt)
+        self.method.load_train_state(state.get("method", {}))
         by_phase = state.get("optimizers", {})
         for phase in self.phases:
             for name, opt in phase.optimizers.items():
@@ -332,7 +333,8 @@ class _Run:
                      "optimizers": {p.name: {n: o.state_dict() for n, o in p.optimizers.items()}
                                     for p in self.phases},
                      "schedulers": {p.name: {n: s.state_dict() for n, s in p.schedulers.items()}
-                                    for p in self.phases}}
+                                    for p in self.phases},
+                     "method": self.method.train_state()}
         save_checkpoint(self.ckpt_dir / f"{kind}.safetensors", self.networks, meta, state)
 
     def _final_eval(self) -> dict:

@@ -24,6 +24,7 @@ from ferkit.engine.method import Method, Phase, Prediction, StepContext
 from ferkit.errors import ConfigError
 from ferkit.losses.evidential import annealing_coef, evidential_loss
 from ferkit.methods.registry import register_method
+from ferkit.methods.uafer_cache import TeacherCache, content_keys
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ VARIANTS: dict[str, dict] = {
     "paper": {"prompt_template": PAPER_TEMPLATE, "fusion": "ds", "loss_type": "digamma", "with_kl": True,
               "with_avu": True, "teacher_view": "augmented", "normalize_text_at_test": True},
 }
+#: training augmentations under which an image reaches the teacher as one of a few fixed tensors
+REPEATING_AUGMENTS = ("none", "flip", "rafdb", "dicefer14")
 #: UA-FER's prompt word for a canonical class name (its get_labelname lists), where they differ
 PROMPT_WORDS = {"disgust": "disgusted"}
 
@@ -74,6 +77,9 @@ class UAFerConfig:
     image_size: int | None = None        # None = the model's (224 for ViT-B-16, 64 for tiny)
     align: str = "none"                  # inference alignment: none (pre-aligned datasets) | mtcnn5
     share_frozen: bool = True            # compute the frozen lower blocks once for student and teacher when exact
+    teacher_cache: str = "auto"          # remember teacher outputs by input content: auto (on when the training
+    #                                      augmentation repeats inputs: none, flip, rafdb, dicefer14) | on | off
+    teacher_cache_size: int = 100_000    # most outputs remembered (100k x 512 floats = 200 MB for ViT-B/16)
     weights_from_checkpoint: bool = False  # set when rebuilt from a ferkit checkpoint (clip_path is not read)
 
     def resolved(self, key: str):
@@ -108,6 +114,9 @@ def _validate(m: UAFerConfig) -> None:
         raise ConfigError("model.with_avu needs model.loss_type log or digamma (the AvU term is defined there).")
     if "{}" not in m.resolved("prompt_template"):
         raise ConfigError("model.prompt_template must contain '{}' where the class name goes.")
+    if m.teacher_cache not in ("auto", "on", "off") or m.teacher_cache_size < 0:
+        raise ConfigError(f"model.teacher_cache is '{m.teacher_cache}' (use auto, on or off) and "
+                          f"model.teacher_cache_size {m.teacher_cache_size} (use >= 0).")
     if m.topk < 1 or not 0.0 <= m.alpha <= 1.0:
         raise ConfigError(f"model.topk must be >= 1 and model.alpha in [0, 1], got {m.topk} and {m.alpha}.")
 
@@ -138,6 +147,7 @@ class UAFERMethod(Method):
         self.teacher = None
         self._phases: list[Phase] | None = None
         self._share = False
+        self.teacher_cache = TeacherCache(m.teacher_cache_size) if self._cache_on() else None
 
     # --- weights -------------------------------------------------------------------------------------
     def _initial_clip(self):
@@ -180,6 +190,36 @@ class UAFERMethod(Method):
                 if p.ndim >= 2:
                     p.data = p.data.to(amp_dtype)
 
+    def _cache_on(self) -> bool:
+        """Whether teacher outputs are remembered: "auto" when the teacher's inputs repeat across epochs."""
+        m = self.cfg.model
+        if m.teacher_cache == "auto":
+            return m.augment in REPEATING_AUGMENTS and m.teacher_cache_size > 0
+        return m.teacher_cache == "on" and m.teacher_cache_size > 0
+
+    def _teacher_cls(self, images: torch.Tensor, lower: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The teacher's CLS projection (B, D) for this batch: from the shared lower blocks, or from the
+        student's tensor / the teacher's own view; remembered ones come from the cache."""
+        m = self.cfg.model
+        t_in = batch["image_teacher"] if m.resolved("teacher_view") == "augmented" else images
+
+        def run(rows: torch.Tensor | None) -> torch.Tensor:
+            if self._share:
+                return self.teacher(h=lower if rows is None else lower[rows.to(lower.device)],
+                                    start=self.net.num_frozen_blocks)
+            return self.teacher(x=t_in if rows is None else t_in[rows.to(t_in.device)])
+
+        if self.teacher_cache is None:
+            return run(None)
+        return self.teacher_cache.fetch(content_keys(t_in), run, t_in.device)
+
+    def train_state(self) -> dict:
+        return {"teacher_cache": self.teacher_cache.state()} if self.teacher_cache is not None else {}
+
+    def load_train_state(self, state: dict) -> None:
+        if self.teacher_cache is not None:
+            self.teacher_cache.load_state(state.get("teacher_cache", {}))
+
     # --- engine contract -----------------------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:
         return {"uafer": self.net}
@@ -205,11 +245,7 @@ class UAFERMethod(Method):
         images, labels = batch["image"], batch["expression"]                 # (B, 3, S, S), (B,)
         with ctx.autocast():
             lower = self.net.lower(images)                                   # (B, L, W), no grad
-            if self._share:
-                t_cls = self.teacher(h=lower, start=self.net.num_frozen_blocks)                # (B, D)
-            else:
-                t_in = batch["image_teacher"] if m.resolved("teacher_view") == "augmented" else images
-                t_cls = self.teacher(x=t_in)                                 # (B, D)
+            t_cls = self._teacher_cls(images, lower, batch)                  # (B, D)
             v_cls, v_loc = self.net.features(lower)                          # (B, D), (B, N, D) fp32
         losses, out = self.loss_terms(v_cls, v_loc, t_cls, labels, ctx.epoch, phase.epochs)
         total = losses["cls"] + losses.get("kl", 0.0) + m.lamda_ruc * losses.get("avu", 0.0) \
@@ -283,7 +319,10 @@ class UAFERMethod(Method):
                 "loss": (f"{m.resolved('loss_type')} EDL" + (" + KL" if m.resolved("with_kl") else "")
                          + (f" + {m.lamda_ruc} AvU" if m.resolved("with_avu") else "") + f" + {m.lamda_kd} KD"),
                 "trainable": f"{trainable / 1e6:.2f} M parameters (fix_layer {m.fix_layer})",
-                "optimizer": f"AdamW lr {self.cfg.train.lr}, layer decay {m.layer_decay}, wd {m.weight_decay}"}
+                "optimizer": f"AdamW lr {self.cfg.train.lr}, layer decay {m.layer_decay}, wd {m.weight_decay}",
+                "teacher": "frozen initial image tower, outputs " + (
+                    f"remembered by input content (up to {m.teacher_cache_size})" if self.teacher_cache is not None
+                    else "computed every step")}
 
 
 def zero_shot_method(cfg, label_space, device: torch.device) -> UAFERMethod:
