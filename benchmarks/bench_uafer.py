@@ -64,20 +64,21 @@ def _batch(batch: int):
     return torch.randn(batch, 3, 224, 224, generator=g), torch.randint(0, 7, (batch,), generator=g)
 
 
-def run_ferkit(batch: int, steps: int, cache: str = "off") -> dict:
+def run_ferkit(batch: int, steps: int, cache: str = "off", precision: str = "auto") -> dict:
     import torch
 
     from ferkit.config import build_experiment
     from ferkit.data.labels import RAFDB
+    from ferkit.engine.devices import amp_dtype
     from ferkit.engine.method import StepContext
     from ferkit.methods.uafer import UAFERMethod
 
-    cfg = build_experiment("uafer", train={"epochs": 50, "lr": 1e-4, "seed": 0},
+    cfg = build_experiment("uafer", train={"epochs": 50, "lr": 1e-4, "seed": 0, "precision": precision},
                            model={"variant": "released", "alpha": 0.1, "topk": 16, "fix_layer": 2,
                                   "teacher_cache": cache})
     method = UAFERMethod(cfg, RAFDB, torch.device("cpu"))
     phase = method.phases()[0]
-    ctx = StepContext(phase.optimizers, torch.device("cpu"), torch.bfloat16)
+    ctx = StepContext(phase.optimizers, torch.device("cpu"), amp_dtype(torch.device("cpu"), precision))
     ctx.iters_per_epoch = 100
     x, y = _batch(batch)
     b = {"image": x.contiguous(memory_format=torch.channels_last), "expression": y}
@@ -157,14 +158,14 @@ def run_reference(batch: int, steps: int) -> dict:
     return {"times": times, "peak_step_mb": mem.peak}
 
 
-def _child(side: str, batch: int, steps: int, threads: int) -> None:
+def _child(side: str, batch: int, steps: int, threads: int, precision: str) -> None:
     import torch
 
     torch.set_num_threads(threads)
     if side == "reference":
         out = run_reference(batch, steps)
     else:
-        out = run_ferkit(batch, steps, cache="on" if side == "ferkit-warm" else "off")
+        out = run_ferkit(batch, steps, cache="on" if side == "ferkit-warm" else "off", precision=precision)
     out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(out))
 
@@ -174,24 +175,32 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                    help="ferkit's precision (default auto: what training picks on this machine)")
     ap.add_argument("--child", choices=["ferkit", "ferkit-warm", "reference"])
     args = ap.parse_args()
     if args.child:
-        _child(args.child, args.batch, args.steps, args.threads)
+        _child(args.child, args.batch, args.steps, args.threads, args.precision)
         return
     results = {}
     for side in ("reference", "ferkit", "ferkit-warm"):
         proc = subprocess.run([sys.executable, __file__, "--child", side, "--batch", str(args.batch),
-                               "--steps", str(args.steps), "--threads", str(args.threads)],
+                               "--steps", str(args.steps), "--threads", str(args.threads),
+                               "--precision", args.precision],
                               capture_output=True, text=True, check=True)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
         results[side] = json.loads(line[len("RESULT "):])
     ref, ours, warm = results["reference"], results["ferkit"], results["ferkit-warm"]
     t_ref, t_ours, t_warm = (statistics.median(r["times"]) for r in (ref, ours, warm))
+    import torch
+
+    from ferkit.engine.devices import amp_dtype, describe_precision
+
+    ours_precision = describe_precision(amp_dtype(torch.device("cpu"), args.precision))
     print(f"UA-FER ViT-B/16 training step, 224 px, batch {args.batch}, {args.threads} threads, "
-          f"median of {args.steps} steps")
+          f"median of {args.steps} steps; ferkit in {ours_precision} (--precision {args.precision})")
     print(f"{'':36}{'step s':>10}{'peak RSS in steps MB':>24}{'ru_maxrss MB':>16}")
-    for name, r, t in (("released way (fp32)", ref, t_ref), ("ferkit (bf16, shared), teacher run", ours, t_ours),
+    for name, r, t in (("released way (fp32)", ref, t_ref), ("ferkit, teacher run", ours, t_ours),
                        ("ferkit, teacher output remembered", warm, t_warm)):
         print(f"{name:36}{t:>10.2f}{r['peak_step_mb']:>24.0f}{r['maxrss_mb']:>16.0f}")
     t_50 = (2 * t_ours + 48 * t_warm) / 50

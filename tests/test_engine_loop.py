@@ -76,3 +76,18 @@ def test_data_order_is_seeded_sharded_and_complete(tmp_path):
     assert len(r0) == len(r1) == 15                                      # padded to 30 like DistributedSampler
     assert set(r0) | set(r1) == set(range(29))
     assert np.array_equal(np.array(r0 + r1)[np.argsort(np.r_[0:30:2, 1:30:2])][:29], np.array(one))
+
+
+def test_auto_precision_is_bf16_only_where_it_is_faster(monkeypatch):
+    """bf16 autocast on CPUs with AMX; fp32 on AVX512-BF16-only CPUs, where bf16 measured slower."""
+    import platform
+
+    from ferkit.engine import devices
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    for flags, auto in (({"avx512f", "avx512_bf16"}, None), ({"avx512_bf16", "amx_bf16", "amx_tile"}, torch.bfloat16),
+                        (set(), None)):
+        monkeypatch.setattr(devices, "cpu_flags", lambda f=frozenset(flags): f)
+        assert devices.amp_dtype(cpu, "auto") is auto, flags
+        assert devices.amp_dtype(cpu, "bf16") is torch.bfloat16 and devices.amp_dtype(cpu, "fp32") is None

@@ -12,7 +12,7 @@ import torch
 from ferkit.cli import main
 from ferkit.errors import CheckpointError
 from ferkit.models.clip import build_clip, infer_clip_size, load_clip, tokenize
-from ferkit.pretrain.clip import caption_for, encode_image, encode_text
+from ferkit.pretrain.clip import CAPTION_STYLES, caption_for, encode_image, encode_text
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +46,15 @@ def test_captions_describe_expression_and_the_attributes_the_row_holds():
     bare = [caption_for("anger", {}, rng) for _ in range(50)]
     assert not any("hair" in c or "glasses" in c or "background" in c for c in bare)
     assert all(any(w in c for w in ("anger", "angry", "furious", "annoyed", "mad")) for c in bare)
+
+
+def test_expression_captions_name_the_expression_only():
+    rng = np.random.default_rng(0)
+    style = CAPTION_STYLES["expression"]
+    caps = [style(c, ROW, rng, bool(i % 2)) for i, c in enumerate(["surprise", "disgust", "happy"] * 100)]
+    assert set(caps) == {"a photo of a surprised face.", "surprise", "a photo of a disgusted face.", "disgust",
+                         "a photo of a happy face.", "happy"}
+    assert 0.35 < sum(c.startswith("a photo") for c in caps) / len(caps) < 0.65
 
 
 def test_trimmed_towers_equal_open_clip_encoders():

@@ -43,23 +43,33 @@ def resolve_device(spec: str = "auto", local_rank: int | None = None) -> torch.d
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU executes bf16 matrix maths natively (AVX512-BF16/AMX on x86, BF16 on Arm)."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags /proc/cpuinfo lists (empty where there is none)."""
     flags: set[str] = set()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="ignore").splitlines():
             if line.lower().startswith(("flags", "features")):
                 flags.update(line.split(":", 1)[1].split())
-    if flags & {"avx512_bf16", "amx_bf16"}:
+    return frozenset(flags)
+
+
+def cpu_bf16_is_faster() -> bool:
+    """True where bf16 autocast speeds training up on this CPU: x86 with AMX tiles, Arm with BF16.
+
+    AVX512-BF16 alone is not enough: on such a CPU (2 cores, no AMX) oneDNN's bf16 matmul took 85 ms where
+    MKL's fp32 one took 49 ms (1576x768 @ 768x3072), a ResNet-18 training step at 112 px 0.69 s against
+    0.49-0.55 s, and UA-FER's ViT-B/16 step 6.9 s against 4.4 s.
+    """
+    flags = cpu_flags()
+    if "amx_bf16" in flags:
         return True
-    if platform.machine().lower() in ("arm64", "aarch64") and ("bf16" in flags or os.uname().sysname == "Darwin"):
-        return True
-    return False
+    return platform.machine().lower() in ("arm64", "aarch64") and ("bf16" in flags or os.uname().sysname == "Darwin")
 
 
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (None = full fp32)."""
+    """The autocast dtype for ``precision`` on ``device`` (None = full fp32): ``auto`` is bf16 on GPUs that
+    support it and on CPUs where it is faster (:func:`cpu_bf16_is_faster`), else fp32; ``bf16`` forces it."""
     precision = (precision or "auto").strip().lower()
     if precision not in PRECISIONS:
         raise ConfigError(f"Precision '{precision}' is not known; use one of {', '.join(PRECISIONS)}.")
@@ -68,7 +78,7 @@ def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | No
     if device.type == "cuda":
         supported = torch.cuda.is_bf16_supported()
     elif device.type == "cpu":
-        supported = cpu_has_native_bf16()
+        supported = cpu_bf16_is_faster()
     else:
         supported = False
     if precision == "bf16":
