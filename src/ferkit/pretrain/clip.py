@@ -171,8 +171,8 @@ class ClipPretrainConfig:
 
 
 #: the small recipe ``ferkit demo`` and the tests use (a render seed set per use, so the people differ from the
-#: evaluation render's): 1428 faces of 51 people, expression captions, 40 epochs (about 6 min on one CPU
-#: thread); zero-shot on held-out people reaches 0.39-0.61 (chance 0.14) where alt-text captions stay at 0.18
+#: evaluation render's): 1428 faces of 51 people, expression captions, 40 epochs (about 3.5 min on one CPU
+#: thread in fp32); zero-shot on held-out people reaches 0.39-0.61 (chance 0.14) where alt-text captions stay at 0.18
 CLIP_DEMO = {"synth": {"identities": 60, "images_per_identity": 28, "size": 64, "split_fractions": (0.85, 0.15, 0.0)},
              "config": functools.partial(ClipPretrainConfig, model_size="tiny", epochs=40, batch_size=64, lr=2e-3,
                                          captions="expression")}
