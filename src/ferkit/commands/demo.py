@@ -165,10 +165,11 @@ def _uncertainty_split(checkpoint: Path, split, device: str) -> dict:
 
 
 def format_table(rows: list[dict], chance: float) -> str:
-    lines = [f"{'method':<34} {'accuracy':>8} {'mean class acc':>14} {'u right':>8} {'u wrong':>8} "
+    w = max([34] + [len(r["method"]) for r in rows])
+    lines = [f"{'method':<{w}} {'accuracy':>8} {'mean class acc':>14} {'u right':>8} {'u wrong':>8} "
              f"{'train time':>10}"]
     for r in rows:
-        lines.append(f"{r['method']:<34} {r['accuracy']:>8.3f} {r['mean_class_accuracy']:>14.3f} "
+        lines.append(f"{r['method']:<{w}} {r['accuracy']:>8.3f} {r['mean_class_accuracy']:>14.3f} "
                      f"{r.get('u_right', float('nan')):>8.3f} {r.get('u_wrong', float('nan')):>8.3f} "
                      f"{r['train_seconds']:>9.0f}s")
     lines.append(f"(chance = {chance:.3f}; accuracy on the test identities, never seen in training; "

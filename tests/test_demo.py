@@ -1,0 +1,22 @@
+"""`ferkit demo`'s table and rows (the full demo trains for minutes: `make demo`)."""
+
+from ferkit.commands.demo import PREPARERS, demo_entries, format_table
+
+
+def test_table_columns_line_up_whatever_the_method_names():
+    rows = [{"method": "baseline", "accuracy": 0.782, "mean_class_accuracy": 0.78, "u_right": 0.106,
+             "u_wrong": 0.266, "train_seconds": 65},
+            {"method": "UA-FER (tiny CLIP, caption-pretrained) and then some", "accuracy": 0.671,
+             "mean_class_accuracy": 0.671, "u_right": 0.86, "u_wrong": 0.855, "train_seconds": 23}]
+    lines = format_table(rows, 1 / 7).splitlines()
+    ends = {len(line) for line in lines[:3]}
+    assert len(ends) == 1, lines                                   # header and rows end in the same column
+    assert lines[2].split()[-5:] == ["0.671", "0.671", "0.860", "0.855", "23s"]
+    assert lines[3].startswith("(chance = 0.143")
+
+
+def test_every_row_names_a_known_preparer():
+    entries = demo_entries(size=64, epochs=8)
+    assert [e.method for e in entries] == ["baseline", "dicefer", "uafer"]
+    assert all(e.prepare in PREPARERS for e in entries)
+    assert entries[2].train["epochs"] == 10                        # UA-FER: the learning test's fine-tuning
