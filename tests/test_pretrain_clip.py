@@ -12,7 +12,8 @@ import torch
 from ferkit.cli import main
 from ferkit.errors import CheckpointError
 from ferkit.models.clip import build_clip, infer_clip_size, load_clip, tokenize
-from ferkit.pretrain.clip import CAPTION_STYLES, caption_for, encode_image, encode_text
+from ferkit.pretrain.captions import CAPTION_STYLES, caption_for
+from ferkit.pretrain.clip import encode_image, encode_text
 
 
 @pytest.fixture(autouse=True)
