@@ -26,6 +26,8 @@ from ferkit.data.preprocessing import Preprocessing
 from ferkit.errors import ConfigError
 
 AUGMENTS = ("none", "flip", "rafdb", "dicefer14", "affectnet")
+#: augmentations under which an image becomes one of a few fixed tensors (what a frozen network sees repeats)
+REPEATING_AUGMENTS = ("none", "flip", "rafdb", "dicefer14")
 DICEFER_ANGLES = (0.0, 5.0, -5.0, 10.0, -10.0, 15.0, -15.0)
 
 

@@ -21,9 +21,11 @@ from torch import nn
 
 from ferkit.config import register_method_config
 from ferkit.data.preprocessing import Preprocessing
+from ferkit.data.transforms import REPEATING_AUGMENTS
 from ferkit.engine.method import Method, Phase, Prediction, StepContext
 from ferkit.errors import ConfigError
 from ferkit.losses.mi import DVEma, critic_mi
+from ferkit.methods.frozen_cache import OutputCache, content_keys
 from ferkit.methods.registry import register_method
 
 STAGES = ("stage1", "stage2", "stage3")
@@ -68,6 +70,10 @@ class DiceFerConfig:
     # stage 3
     classifier_hidden: tuple[int, int] = (128, 64)  # [INFERRED] two hidden FC layers on E
     test_encoder: str = "m"                 # [INFERRED] E at test time: "m" (psi_M) | "mean" (average of psi_M, psi_N)
+    # speed only (same numbers): psi is frozen in stages 2-3, so its outputs are a function of the input tensor
+    frozen_cache: str = "auto"              # remember psi's (F, E) by input content: auto (on when the training
+    #                                         augmentation repeats inputs: none, flip, dicefer14) | on | off
+    frozen_cache_mb: int = 2048             # memory for the remembered rows, both encoders together
     # schedule (None = train.epochs); paper: "100 epochs" (per stage or total: unclear)
     stage1_epochs: int | None = None        # epochs of stage 1
     stage2_epochs: int | None = None        # epochs of stage 2
@@ -88,9 +94,13 @@ class DiceFerMethod(Method):
         self.weights_report = self._load_weights(cfg.train.backbone_weights)
         self._emas: dict[str, DVEma] = {}
         self._phases: list[Phase] | None = None
+        self.frozen_cache = self._make_cache()
 
     def _check(self) -> None:
         m = self.m
+        if m.frozen_cache not in ("auto", "on", "off") or m.frozen_cache_mb < 0:
+            raise ConfigError(f"model.frozen_cache is '{m.frozen_cache}' (use auto, on or off) and "
+                              f"model.frozen_cache_mb {m.frozen_cache_mb} (use >= 0).")
         choices = {"estimator": ("dv", "jsd", "infonce"), "local_reduction": ("sum", "mean"),
                    "marginal": ("permute", "roll"), "test_encoder": ("m", "mean"),
                    "whitening": ("none", "per_image"), "channels": (1, 3),
@@ -110,6 +120,45 @@ class DiceFerMethod(Method):
             for enc in self.nets[group].values():
                 report = load_backbone_weights(enc.trunk, path)
         return report
+
+    def _make_cache(self) -> dict[str, OutputCache] | None:
+        """One :class:`OutputCache` per expression encoder (psi_M, psi_N), rows [flatten(F); E], sized so
+        both fit in ``frozen_cache_mb``; None when off ("auto": on for the augmentations that repeat inputs)."""
+        m = self.m
+        on = m.augment in REPEATING_AUGMENTS if m.frozen_cache == "auto" else m.frozen_cache == "on"
+        c, h, w = self.nets["exp_encoders"]["m"].map_shape
+        row_bytes = 4 * (c * h * w + m.feature_dim)
+        capacity = m.frozen_cache_mb * 2**20 // (2 * row_bytes)
+        if not on or capacity == 0:
+            return None
+        return {s: OutputCache(capacity) for s in ("m", "n")}
+
+    def _frozen_psi(self, slot: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """psi_slot(x) = (F (B, C, h, w), E (B, d)) of the frozen expression encoder, without autograd;
+        rows seen before come from the cache, the others are computed (and remembered)."""
+        enc = self.nets["exp_encoders"][slot]
+        if self.frozen_cache is None:
+            with torch.no_grad():
+                return enc(x)
+
+        k = self.cfg.train.batch_size
+
+        def run(rows: torch.Tensor | None) -> torch.Tensor:
+            """psi on the missing rows, in zero-padded chunks of exactly train.batch_size rows: kernels give
+            a row the same bits whatever shares its batch but not whatever the batch's size, so every row
+            is computed as a full training batch computes it (equal to the uncached path; resume-exact)."""
+            todo = x if rows is None else x[rows.to(x.device)]                            # (M, C, H, W)
+            out = []
+            with torch.no_grad():
+                for chunk in todo.split(k):
+                    pad = chunk.new_zeros((k - chunk.shape[0], *chunk.shape[1:]))
+                    f, e = enc(torch.cat([chunk, pad]) if pad.shape[0] else chunk)
+                    out.append(torch.cat([f.flatten(1).float(), e.float()], 1)[: chunk.shape[0]])
+            return torch.cat(out)                                                         # (M, C*h*w + d)
+
+        out = self.frozen_cache[slot].fetch(content_keys(x), run, x.device)               # (B, C*h*w + d)
+        n_map = out.shape[1] - self.m.feature_dim
+        return out[:, :n_map].view(x.shape[0], *enc.map_shape), out[:, n_map:]
 
     # --- engine contract ---------------------------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:
@@ -161,6 +210,8 @@ class DiceFerMethod(Method):
         keep = self.trainable(phase.name)
         for name, net in self.nets.items():
             net.requires_grad_(name in keep)
+        if "exp_encoders" in keep:          # psi will change: what was remembered of it no longer holds
+            self.frozen_cache = self._make_cache()
 
     def train_mode(self, phase: Phase) -> None:
         """Trainable networks in train mode; frozen ones in eval mode (BatchNorm statistics stay untouched)."""
@@ -181,7 +232,10 @@ class DiceFerMethod(Method):
                 "mi": f"{m.estimator}, local {m.local_reduction}, marginal {m.marginal}, mine_ema {m.mine_ema}",
                 "weights_in_force": f"mu_exp={m.mu_exp} nu_exp={m.nu_exp} delta={m.delta} swap={m.swap} "
                                     f"mu_id={m.mu_id} nu_id={m.nu_id} zeta_adv={m.zeta_adv}",
-                "epochs": str(self.stage_epochs()), "test_encoder": m.test_encoder}
+                "epochs": str(self.stage_epochs()), "test_encoder": m.test_encoder,
+                "frozen_cache": ("off" if self.frozen_cache is None else
+                                 f"psi's outputs in stages 2-3 remembered by input content (up to "
+                                 f"{self.frozen_cache['m'].capacity} per encoder, {m.frozen_cache_mb} MB)")}
 
     # --- steps ---------------------------------------------------------------------------------------------
     def _mi(self, term: str, critic: nn.Module, fmap: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
@@ -224,8 +278,7 @@ class DiceFerMethod(Method):
         feats = {}
         with ctx.autocast():
             for s in ("m", "n"):
-                with torch.no_grad():
-                    f_e, e = n["exp_encoders"][s](x[s])                                   # frozen psi
+                f_e, e = self._frozen_psi(s, x[s])                                        # frozen psi
                 f_i, i = n["id_encoders"][s](x[s])                                        # (B, C', h, w), (B, d)
                 feats[s] = (torch.cat([f_e, f_i], 1), e.float(), i.float())               # (B, 2C', h, w), ...
         # discriminator: shuffled (E, I_perm) real = 1, joint (E, I) fake = 0, on detached codes
@@ -257,7 +310,7 @@ class DiceFerMethod(Method):
         x = batch["image"].to(self.device)
         y = batch["expression"].to(self.device)
         with torch.no_grad(), ctx.autocast():
-            e = self.expression_code(x)                                                  # (B, d)
+            e = self.expression_code(x, frozen=True)                                     # (B, d)
         logits = self.nets["classifier"](e.float().detach())                             # (B, K)
         ce = F.cross_entropy(logits, y)
         ctx.step({"ce": ce}, ["classifier"])
@@ -265,12 +318,14 @@ class DiceFerMethod(Method):
         return {"ce": _num(ce), "acc": _num(acc)}
 
     # --- inference -----------------------------------------------------------------------------------------
-    def expression_code(self, x: torch.Tensor) -> torch.Tensor:
-        """E at test time: psi_M's code, or the mean of psi_M's and psi_N's (``test_encoder``)."""
+    def expression_code(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """E at test time: psi_M's code, or the mean of psi_M's and psi_N's (``test_encoder``); ``frozen``
+        (stage 3, psi fixed) reads remembered codes from the cache."""
         enc = self.nets["exp_encoders"]
-        e = enc["m"](x)[1]
+        code = (lambda s: self._frozen_psi(s, x)[1]) if frozen else (lambda s: enc[s](x)[1])
+        e = code("m")
         if self.m.test_encoder == "mean":
-            e = 0.5 * (e + enc["n"](x)[1])
+            e = 0.5 * (e + code("n"))
         return e                                                                          # (B, d)
 
     @torch.no_grad()

@@ -20,11 +20,12 @@ from torch import nn
 
 from ferkit.config import register_method_config
 from ferkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from ferkit.data.transforms import REPEATING_AUGMENTS
 from ferkit.engine.method import Method, Phase, Prediction, StepContext
 from ferkit.errors import ConfigError
 from ferkit.losses.evidential import annealing_coef, evidential_loss
+from ferkit.methods.frozen_cache import OutputCache, content_keys
 from ferkit.methods.registry import register_method
-from ferkit.methods.uafer_cache import TeacherCache, content_keys
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ VARIANTS: dict[str, dict] = {
     "paper": {"prompt_template": PAPER_TEMPLATE, "fusion": "ds", "loss_type": "digamma", "with_kl": True,
               "with_avu": True, "teacher_view": "augmented", "normalize_text_at_test": True},
 }
-#: training augmentations under which an image reaches the teacher as one of a few fixed tensors
-REPEATING_AUGMENTS = ("none", "flip", "rafdb", "dicefer14")
 #: UA-FER's prompt word for a canonical class name (its get_labelname lists), where they differ
 PROMPT_WORDS = {"disgust": "disgusted"}
 
@@ -147,7 +146,7 @@ class UAFERMethod(Method):
         self.teacher = None
         self._phases: list[Phase] | None = None
         self._share = False
-        self.teacher_cache = TeacherCache(m.teacher_cache_size) if self._cache_on() else None
+        self.teacher_cache = OutputCache(m.teacher_cache_size) if self._cache_on() else None
 
     # --- weights -------------------------------------------------------------------------------------
     def _initial_clip(self):

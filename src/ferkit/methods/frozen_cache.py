@@ -1,15 +1,16 @@
-"""UA-FER's distillation targets, remembered by input content.
+"""Outputs of frozen networks, remembered by input content.
 
-The teacher is the frozen initial CLIP image tower, run without dropout, so its CLS projection is a fixed
-function of its input tensor. Under the RAF-DB recipe (resize, then a random horizontal flip) a training
-image reaches the teacher as one of two tensors, so after the first epochs every teacher forward repeats one
-already made. :class:`TeacherCache` keeps each output under a 128-bit BLAKE2b digest of the exact input
-bytes (and shape), so a hit returns what the teacher would compute from the same tensor; a miss runs the
-teacher on the missing rows only. With continuous augmentations (AffectNet's random affine and erasing)
-inputs never repeat, and ``UAFerConfig.teacher_cache = "auto"`` leaves the cache off.
+A frozen network run in eval mode (no dropout, fixed BatchNorm statistics) is a fixed function of its input
+tensor. Under a discrete augmentation (none, a horizontal flip, DICE-FER's 14 rotation x flip variants) a
+training image reaches it as one of a few tensors, so after the first epochs every forward repeats one
+already made. :class:`OutputCache` keeps each output row under a 128-bit BLAKE2b digest of the exact input
+bytes (and shape), so a hit returns what the network would compute from the same tensor; a miss runs the
+network on the missing rows only. With continuous augmentations (AffectNet's random affine and erasing)
+inputs never repeat, and the methods' ``"auto"`` setting leaves the cache off.
 
-The stored outputs are part of the resume state (``state()`` / ``load_state()``), so a resumed run reads the
-same targets as an uninterrupted one.
+Users: UA-FER's frozen teacher (its CLS projection, the distillation target; the stored outputs are part of
+the resume state) and DICE-FER's frozen expression encoders psi in stages 2 and 3 (feature map and code;
+refilled after a resume, since the rows are large).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def content_keys(x: torch.Tensor) -> list[bytes]:
     return keys
 
 
-class TeacherCache:
-    """Teacher outputs (D,) by content key, on the CPU in float32; at most ``capacity`` of them (later
+class OutputCache:
+    """Output rows (D,) by content key, on the CPU in float32; at most ``capacity`` of them (later
     inputs are computed and not stored once it is full)."""
 
     def __init__(self, capacity: int):

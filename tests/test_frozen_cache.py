@@ -15,8 +15,8 @@ from ferkit.engine.checkpoint import read_train_state
 from ferkit.engine.method import StepContext
 from ferkit.engine.seeding import set_deterministic
 from ferkit.engine.trainer import train
+from ferkit.methods.frozen_cache import OutputCache, content_keys
 from ferkit.methods.uafer import UAFERMethod
-from ferkit.methods.uafer_cache import TeacherCache, content_keys
 
 
 def test_keys_are_equal_exactly_for_equal_bytes():
@@ -32,7 +32,7 @@ def test_keys_are_equal_exactly_for_equal_bytes():
 
 
 def test_fetch_computes_only_what_it_has_not_seen():
-    cache = TeacherCache(capacity=10)
+    cache = OutputCache(capacity=10)
     teacher = torch.nn.Linear(12, 4)
     x = torch.randn(5, 12)
     calls = []
@@ -53,11 +53,11 @@ def test_fetch_computes_only_what_it_has_not_seen():
     assert torch.allclose(second, torch.cat([ref[3:], ref[:2]]), atol=1e-6)
     assert torch.allclose(third, ref, atol=1e-6)
     assert (cache.hits, cache.misses, len(cache)) == (2 + 5, 3 + 2, 5)
-    restored = TeacherCache(capacity=10)
+    restored = OutputCache(capacity=10)
     restored.load_state(cache.state())
     assert torch.equal(restored.fetch(content_keys(x), run(x), torch.device("cpu")), third)
     assert calls == [None, [0, 1]]
-    full = TeacherCache(capacity=2)
+    full = OutputCache(capacity=2)
     full.fetch(content_keys(x), run(x), torch.device("cpu"))
     assert len(full) == 2                                              # stops storing at capacity
 
