@@ -91,3 +91,24 @@ def test_auto_precision_is_bf16_only_where_it_is_faster(monkeypatch):
         monkeypatch.setattr(devices, "cpu_flags", lambda f=frozenset(flags): f)
         assert devices.amp_dtype(cpu, "auto") is auto, flags
         assert devices.amp_dtype(cpu, "bf16") is torch.bfloat16 and devices.amp_dtype(cpu, "fp32") is None
+
+
+def test_forced_bf16_on_a_cpu_without_bf16_instructions_warns_once(monkeypatch, caplog):
+    """AVX2-only CPUs emulate bf16 (matmul measured 75x slower than fp32): forcing it says so, once."""
+    import logging
+    import platform
+
+    from ferkit.engine import devices
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    devices._warn_emulated_bf16.cache_clear()
+    for flags, warns in (({"avx512_bf16"}, False), ({"amx_bf16"}, False), ({"avx2", "fma"}, True)):
+        monkeypatch.setattr(devices, "cpu_flags", lambda f=frozenset(flags): f)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="ferkit.engine.devices"):
+            assert devices.amp_dtype(cpu, "bf16") is torch.bfloat16
+            devices.amp_dtype(cpu, "bf16")
+        said = [r for r in caplog.records if "emulated" in r.getMessage()]
+        assert len(said) == (1 if warns else 0), flags
+    devices._warn_emulated_bf16.cache_clear()
