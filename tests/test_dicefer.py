@@ -17,13 +17,8 @@ TINY = {"image_size": 32, "critic_hidden": 16, "disc_hidden": [16, 8], "classifi
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on shared CPUs two OpenMP threads spin and make these small steps several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: one torch thread (conftest.one_thread): two OpenMP threads on a shared 2-core CPU spin on these small steps
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_method(**model):

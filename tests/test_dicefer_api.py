@@ -43,13 +43,8 @@ print(f"MIG Score: {mig_score:.4f}")
 '''
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on shared CPUs two OpenMP threads spin and make these small steps several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: one torch thread (conftest.one_thread): two OpenMP threads on a shared 2-core CPU spin on these small steps
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,8 @@ from ferkit.methods.registry import get_method
 TINY = {"image_size": 32, "critic_hidden": 16, "disc_hidden": [16, 8], "classifier_hidden": [16, 8]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: one torch thread (conftest.one_thread): two OpenMP threads on a shared 2-core CPU spin on these small steps
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _method(cache: str, **model):

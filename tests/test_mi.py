@@ -21,13 +21,8 @@ D, RHO = 2, 0.8
 TRUE_MI = -0.5 * D * math.log(1 - RHO**2)   # 1.0217 nats
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on shared CPUs two OpenMP threads spin and make these small steps several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: one torch thread (conftest.one_thread): two OpenMP threads on a shared 2-core CPU spin on these small steps
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gaussians(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,13 +15,8 @@ from ferkit.models.clip import build_clip, infer_clip_size, load_clip, tokenize
 from ferkit.pretrain.captions import CAPTION_STYLES, caption_for
 from ferkit.pretrain.clip import encode_image, encode_text
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: one torch thread (conftest.one_thread): two OpenMP threads on a shared 2-core CPU spin on these small steps
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 ROW = {"intensity": 0.95, "hair_colour": "dark_brown", "hair_style": "curly", "glasses": "round", "yaw": 9.0,

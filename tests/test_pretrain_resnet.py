@@ -16,13 +16,8 @@ from ferkit.errors import DataError
 from ferkit.models.resnet import ResNet18Trunk, load_backbone_weights
 from ferkit.pretrain.resnet import IdentityPretrainConfig, identity_split, pretrain_identity_resnet
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: one torch thread (conftest.one_thread): two OpenMP threads on a shared 2-core CPU spin on these small steps
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_cli_writes_torchvision_weights_that_dicefer_loads(tmp_path, capsys):

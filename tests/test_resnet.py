@@ -6,14 +6,8 @@ import torch
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.models.resnet import ResNet18Trunk, load_backbone_weights
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on shared CPUs two OpenMP threads spin and make these small steps several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: one torch thread (conftest.one_thread): two OpenMP threads on a shared 2-core CPU spin on these small steps
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _torchvision_state() -> dict:

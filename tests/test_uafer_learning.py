@@ -27,13 +27,8 @@ FINETUNE = {"train": {"epochs": 10, "lr": 1e-3, "batch_size": 32},
             "model": {"alpha": 0.5, "fix_layer": 0, "warmup_epochs": 1, "augment": "flip"}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on shared CPUs two OpenMP threads spin and make these small steps much slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: one torch thread (conftest.one_thread): two OpenMP threads on a shared 2-core CPU spin on these small steps
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
