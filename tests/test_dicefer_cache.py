@@ -124,3 +124,11 @@ def test_resume_in_stage2_with_the_cache_gives_identical_weights(tmp_path, caplo
     got = weights(resumed.run_dir / "checkpoints" / "last.safetensors")
     assert set(got) == set(ref)
     assert not [k for k in ref if not torch.equal(ref[k], got[k])]
+
+
+def test_auto_is_off_on_a_gpu():
+    """Hashing inputs on the host costs more than a GPU's frozen forward: "auto" remembers on the CPU only."""
+    from ferkit.methods.frozen_cache import auto_cache
+
+    assert auto_cache("dicefer14", torch.device("cpu")) and auto_cache("rafdb", torch.device("cpu"))
+    assert not auto_cache("dicefer14", torch.device("cuda")) and not auto_cache("affectnet", torch.device("cpu"))

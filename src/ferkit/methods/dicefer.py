@@ -21,11 +21,10 @@ from torch import nn
 
 from ferkit.config import register_method_config
 from ferkit.data.preprocessing import Preprocessing
-from ferkit.data.transforms import REPEATING_AUGMENTS
 from ferkit.engine.method import Method, Phase, Prediction, StepContext
 from ferkit.errors import ConfigError
 from ferkit.losses.mi import DVEma, critic_mi
-from ferkit.methods.frozen_cache import OutputCache, content_keys
+from ferkit.methods.frozen_cache import OutputCache, auto_cache, content_keys
 from ferkit.methods.registry import register_method
 
 STAGES = ("stage1", "stage2", "stage3")
@@ -71,8 +70,8 @@ class DiceFerConfig:
     classifier_hidden: tuple[int, int] = (128, 64)  # [INFERRED] two hidden FC layers on E
     test_encoder: str = "m"                 # [INFERRED] E at test time: "m" (psi_M) | "mean" (average of psi_M, psi_N)
     # speed only (same numbers): psi is frozen in stages 2-3, so its outputs are a function of the input tensor
-    frozen_cache: str = "auto"              # remember psi's (F, E) by input content: auto (on when the training
-    #                                         augmentation repeats inputs: none, flip, dicefer14) | on | off
+    frozen_cache: str = "auto"              # remember psi's (F, E) by input content: auto (on the CPU, when the
+    #                                         training augmentation repeats inputs: none, flip, dicefer14) | on | off
     frozen_cache_mb: int = 2048             # memory for the remembered rows, both encoders together
     # schedule (None = train.epochs); paper: "100 epochs" (per stage or total: unclear)
     stage1_epochs: int | None = None        # epochs of stage 1
@@ -123,9 +122,9 @@ class DiceFerMethod(Method):
 
     def _make_cache(self) -> dict[str, OutputCache] | None:
         """One :class:`OutputCache` per expression encoder (psi_M, psi_N), rows [flatten(F); E], sized so
-        both fit in ``frozen_cache_mb``; None when off ("auto": on for the augmentations that repeat inputs)."""
+        both fit in ``frozen_cache_mb``; None when off (see :func:`auto_cache` for "auto")."""
         m = self.m
-        on = m.augment in REPEATING_AUGMENTS if m.frozen_cache == "auto" else m.frozen_cache == "on"
+        on = auto_cache(m.augment, self.device) if m.frozen_cache == "auto" else m.frozen_cache == "on"
         c, h, w = self.nets["exp_encoders"]["m"].map_shape
         row_bytes = 4 * (c * h * w + m.feature_dim)
         capacity = m.frozen_cache_mb * 2**20 // (2 * row_bytes)

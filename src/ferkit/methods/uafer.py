@@ -20,11 +20,10 @@ from torch import nn
 
 from ferkit.config import register_method_config
 from ferkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from ferkit.data.transforms import REPEATING_AUGMENTS
 from ferkit.engine.method import Method, Phase, Prediction, StepContext
 from ferkit.errors import ConfigError
 from ferkit.losses.evidential import annealing_coef, evidential_loss
-from ferkit.methods.frozen_cache import OutputCache, content_keys
+from ferkit.methods.frozen_cache import OutputCache, auto_cache, content_keys
 from ferkit.methods.registry import register_method
 
 log = logging.getLogger(__name__)
@@ -76,8 +75,8 @@ class UAFerConfig:
     image_size: int | None = None        # None = the model's (224 for ViT-B-16, 64 for tiny)
     align: str = "none"                  # inference alignment: none (pre-aligned datasets) | mtcnn5
     share_frozen: bool = True            # compute the frozen lower blocks once for student and teacher when exact
-    teacher_cache: str = "auto"          # remember teacher outputs by input content: auto (on when the training
-    #                                      augmentation repeats inputs: none, flip, rafdb, dicefer14) | on | off
+    teacher_cache: str = "auto"          # remember teacher outputs by input content: auto (on the CPU, when the
+    #                                      training augmentation repeats inputs: none, flip, rafdb, dicefer14) | on | off
     teacher_cache_size: int = 100_000    # most outputs remembered (100k x 512 floats = 200 MB for ViT-B/16)
     weights_from_checkpoint: bool = False  # set when rebuilt from a ferkit checkpoint (clip_path is not read)
 
@@ -193,7 +192,7 @@ class UAFERMethod(Method):
         """Whether teacher outputs are remembered: "auto" when the teacher's inputs repeat across epochs."""
         m = self.cfg.model
         if m.teacher_cache == "auto":
-            return m.augment in REPEATING_AUGMENTS and m.teacher_cache_size > 0
+            return auto_cache(m.augment, self.device) and m.teacher_cache_size > 0
         return m.teacher_cache == "on" and m.teacher_cache_size > 0
 
     def _teacher_cls(self, images: torch.Tensor, lower: torch.Tensor, batch: dict) -> torch.Tensor:
