@@ -1,5 +1,5 @@
 """A tiny DICE-FER, started from an identity-pretrained ResNet-18, learns SynthFER above chance on unseen
-identities.
+identities, and its expression code carries less identity than the baseline's features.
 
 Uses the pipeline of ``benchmarks/bench_dicefer.py`` (same data split, training and metrics) at a small size.
 Slow: four ResNet-18s trained for three stages, then a baseline, on two CPU cores.
@@ -26,23 +26,31 @@ def bench_module():
 
 
 @pytest.mark.slow
-def test_tiny_dicefer_learns_above_chance_on_unseen_identities():
-    """From an identity-pretrained ResNet-18 (the paper starts from a face-recognition one), stage 1's MI
-    estimate rises and the stage-3 classifier on E beats chance on people it never saw.
+@pytest.mark.timeout(2400)
+def test_tiny_dicefer_learns_unseen_identities_with_less_identity_in_E_than_the_baseline():
+    """From an identity-pretrained ResNet-18 (the paper starts from a face-recognition one) and a stage 1 long
+    enough for the MI game to learn (36 epochs, ~320 steps), stage 1's MI estimate rises, the stage-3
+    classifier on E beats chance on people it never saw, and a linear probe predicts the subject from E
+    (held-out images of the training subjects) less well than from the baseline's features and than from I.
 
-    Measured 2026-11-28 (this configuration, seed 0): DICE-FER 0.315, baseline 0.395 (chance 0.143); stage-1
-    MI 0.15 (global) / 0.79 (local) nats. With lr 1e-3 the MI game collapsed to 0 nats in 2 of 3 runs; from
-    random init it always did. The identity probe from E was NOT lower than the baseline's (0.74 vs 0.64),
-    so the leakage claim is reported in the README as not shown, not asserted here.
+    Measured 2026-12-01 (this configuration, seed 0, one thread, 12.5 min): DICE-FER 0.365, baseline 0.465
+    (chance 0.143); subject probe from E 0.429, from the baseline 0.667, from I 0.881 (chance 0.071); stage-1
+    MI 1.41 (global) / 6.02 (local) nats. The benchmark's run of the same seed (two threads, 300 MIG steps)
+    gave DICE-FER 0.505, baseline 0.390, probes 0.357 / 0.548 / 0.857: single runs spread by ~0.1. With
+    stage 1 at 12 epochs DICE-FER reached 0.315 and its probe from E was above the baseline's (0.74 vs
+    0.64): the MI estimate had not left ~0.2 / 1 nats.
     """
     bench = bench_module()
-    args = Namespace(identities=24, images=40, size=48, batch=64, lr=3e-4, stage1=12, stage2=2, stage3=10,
+    args = Namespace(identities=24, images=40, size=48, batch=64, lr=3e-4, stage1=36, stage2=2, stage3=10,
                      baseline_epochs=8, critic_hidden=512, mig_steps=100, pretrain_epochs=6,
                      pretrain_identities=60, estimator="dv")
     run = bench.quality_run(0.0, 0, args)
     dice, base = run["dicefer"], run["baseline"]
+    print(f"DICE-FER vs baseline, unseen SynthFER identities: {run}")      # shown with pytest -rP
     chance = 1 / 7
     assert run["backbone"] == "identity-pretrained"
-    assert dice["stage1_mi_local"] > 0.1, run               # the MI estimate left 0 nats
-    assert dice["accuracy"] > chance + 0.08, run             # above chance on unseen identities
+    assert dice["stage1_mi_local"] > 1.0, run                # the MI game learned (12 epochs: ~1 nat)
+    assert dice["accuracy"] > chance + 0.15, run             # well above chance on unseen identities
     assert base["accuracy"] > chance + 0.15, run
+    assert dice["probe_from_E"] < base["probe_from_E"] - 0.05, run   # E carries less identity ...
+    assert dice["probe_from_E"] < dice["probe_from_I"] - 0.2, run    # ... and I carries it
