@@ -1,5 +1,6 @@
-"""UA-FER's teacher cache: outputs remembered by exact input content give the targets the teacher computes,
-training with it equals training without it, and a resumed run reads the same targets."""
+"""The frozen-output cache (``ferkit.methods.frozen_cache``) and its UA-FER use: outputs remembered by exact
+input content give what the network computes; UA-FER trained with its teacher cache equals training without
+it, and a resumed run reads the same targets. DICE-FER's use is tested in test_dicefer_cache.py."""
 
 from __future__ import annotations
 
