@@ -27,6 +27,19 @@ def test_probe_near_chance_without_identity_and_high_with_it():
     assert p0["num_test"] + p0["num_train"] == len(s)
 
 
+def test_probe_at_a_matched_dimension_keeps_only_the_leading_components():
+    """Identity in 10 low-variance dimensions beside 6 high-variance expression ones: the full probe finds
+    it, the probe cut by PCA to the 6 leading components (fit on the probe's training part) does not."""
+    rng, s, e = _data()
+    expression = np.eye(6)[e] * 30 + rng.normal(size=(len(e), 6))
+    identity = np.eye(10)[s] * 0.5 + rng.normal(0, 0.05, (len(s), 10))
+    x = np.c_[expression, identity]                                       # (240, 16)
+    full, cut = identity_probe(x, s, seed=0), identity_probe(x, s, seed=0, pca_dim=6)
+    assert full["accuracy"] > 0.95 and cut["accuracy"] < 0.25 and cut["pca_dim"] == 6
+    assert "pca_dim" not in identity_probe(x, s, seed=0, pca_dim=16)      # already that narrow: unchanged
+    assert identity_probe(x, s, seed=0, pca_dim=16)["accuracy"] == full["accuracy"]
+
+
 def test_probe_without_subjects_says_why():
     out = identity_probe(np.zeros((5, 3)), np.full(5, -1))
     assert out["accuracy"] is None and "subjects" in out["reason"]

@@ -13,8 +13,8 @@ import sys
 from ferkit.errors import FerkitError
 
 #: subcommands in the order `ferkit --help` lists them
-COMMANDS = ("synth", "datasets", "align", "pretrain", "train", "evaluate", "predict", "export", "crossdata", "serve",
-            "demo")
+COMMANDS = ("synth", "datasets", "align", "pretrain", "train", "evaluate", "compare", "predict", "export", "crossdata",
+            "serve", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,12 +27,15 @@ def _subject_stratified_split(subjects: np.ndarray, test_fraction: float,
 
 
 def identity_probe(embeddings: np.ndarray, subjects: np.ndarray, seed: int = 0,
-                   test_fraction: float = 0.3, max_iter: int = 500) -> dict:
+                   test_fraction: float = 0.3, max_iter: int = 500, pca_dim: int | None = None) -> dict:
     """Linear probe accuracy predicting the subject from the embedding on held-out images.
 
     Images of known subjects (subject >= 0, at least 2 images each) are split per subject (so every
     probed subject appears in both parts); a standardised multinomial logistic regression (sklearn
     ``LogisticRegression``, L2, C = 1) is fit on one part and scored on the other.
+    ``pca_dim``: embeddings wider than this are first cut to their ``pca_dim`` leading principal
+    components (sklearn ``PCA``, fit on the probe's training part only), so embeddings of different
+    widths are probed at one matched dimension.
     Args: embeddings (N, D) float; subjects (N,) int, -1 = unknown.
     Returns {"accuracy", "chance" = 1/#subjects, "majority" (accuracy of always answering the most
     frequent training subject), "num_subjects", "num_train", "num_test"}; "accuracy" is None (with a
@@ -51,6 +54,13 @@ def identity_probe(embeddings: np.ndarray, subjects: np.ndarray, seed: int = 0,
     if n_subj < 2:
         return {**out, "accuracy": None, "chance": None, "majority": None,
                 "reason": "fewer than two subjects with at least two images each"}
+    if pca_dim is not None and x.shape[1] > pca_dim:
+        from sklearn.decomposition import PCA
+
+        if pca_dim > train.size:
+            raise ValueError(f"cannot keep {pca_dim} principal components of {train.size} training embeddings")
+        x = PCA(n_components=pca_dim, random_state=seed).fit(x[train]).transform(x)   # (N, pca_dim)
+        out["pca_dim"] = int(pca_dim)
     scaler = StandardScaler().fit(x[train])
     clf = LogisticRegression(max_iter=max_iter, random_state=seed)
     clf.fit(scaler.transform(x[train]), s[train])

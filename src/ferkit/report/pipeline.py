@@ -23,6 +23,7 @@ class EvaluationResult:
     out_dir: Path
     metrics: dict                          # the pooled metrics (with "folds" when several folds ran)
     paths: dict[str, Path] = field(default_factory=dict)
+    predictions: dict | None = None        # what was scored (probs, labels, subjects, embeddings); pooled over folds
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -52,7 +53,7 @@ class DataSource:
     """Loads a dataset once and selects splits/folds from it (the checkpoint's own data config or a named one)."""
 
     def __init__(self, cfg_data, dataset: str | None, data_path: str | None, options: dict):
-        from ferkit.data.datasets import load_all
+        from ferkit.data.datasets import load_all, synth_render_options
 
         self.own = dataset is None
         if self.own:
@@ -60,10 +61,8 @@ class DataSource:
                 raise FerkitError("Zero-shot evaluation needs --dataset NAME (and --data-path for files on disk).")
             self.name, self.root = cfg_data.dataset, cfg_data.data_path or None
             self.options = {**(cfg_data.options or {}), **options}
-            synth = {"identities": cfg_data.synth_identities, "images_per_identity": cfg_data.synth_images_per_identity,
-                     "confounding": cfg_data.synth_confounding, "seed": cfg_data.synth_seed}
             self.num_folds, self.val_fraction = cfg_data.num_folds, cfg_data.val_fraction
-            self.result = load_all(self.name, self.root, synth=synth, **self.options)
+            self.result = load_all(self.name, self.root, synth=synth_render_options(cfg_data), **self.options)
         else:
             self.name, self.root, self.options = dataset, data_path or None, dict(options)
             self.num_folds = cfg_data.num_folds if cfg_data is not None else 10
@@ -249,7 +248,7 @@ def evaluate(checkpoint: str | Path | None = None, *, dataset: str | None = None
         metrics = per_fold_metrics[0]
         paths = write_evaluation(out_dir, per_fold_preds[0], metrics, classes, facts, abstain_above, seed=seed,
                                  title=f"ferkit evaluation: {name} on {source.name}", embedding_maps=leakage)
-        return EvaluationResult(out_dir, metrics, paths)
+        return EvaluationResult(out_dir, metrics, paths, per_fold_preds[0])
     agg = aggregate_folds(per_fold_metrics)
     agg["fold_ids"] = fold_ids
     same_model = len({c for _, c in jobs}) == 1
@@ -278,4 +277,4 @@ def evaluate(checkpoint: str | Path | None = None, *, dataset: str | None = None
                              embedding_preds=per_fold_preds[0], seed=seed, embedding_maps=leakage,
                              title=f"ferkit evaluation: {name} on {source.name}, {len(jobs)} folds")
     metrics["folds"] = agg
-    return EvaluationResult(out_dir, metrics, paths)
+    return EvaluationResult(out_dir, metrics, paths, pooled_preds)

@@ -1,0 +1,78 @@
+"""bf16 autocast against fp32, per method, over paired seeds with `ferkit compare`: what the faster numerics
+cost (or not) in accuracy, calibration and error detection.
+
+    .venv/bin/python benchmarks/study_precision.py [--methods baseline dicefer] [--seeds 5] [--out runs/study_precision]
+
+For each method the script writes two `ferkit train --config` files that differ only in `train.precision`
+(fp32, the reference, and bf16) on one in-memory SynthFER render, and runs
+`ferkit compare fp32=... bf16=... --seeds N --out OUT/<method>`. Run it where bf16 is fast (a GPU, or a CPU
+with AMX): on a CPU without bf16 instructions bf16 is emulated and ~100x slower (`ferkit.engine.devices`),
+so the script refuses there unless --force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+FERKIT = [sys.executable, "-m", "ferkit"]
+
+
+def method_config(method: str, size: int, identities: int, images: int) -> dict:
+    data = {"dataset": "synthetic", "data_path": "", "synth_identities": identities,
+            "synth_images_per_identity": images, "synth_size": size}
+    if method == "baseline":
+        return {"method": "baseline", "data": data, "train": {"epochs": 8, "batch_size": 64, "lr": 3e-4},
+                "model": {"image_size": size, "channels": 1, "align": "none"}}
+    if method == "dicefer":
+        return {"method": "dicefer", "data": data, "train": {"epochs": 10, "batch_size": 64, "lr": 3e-4},
+                "model": {"image_size": size, "channels": 1, "align": "none", "whitening": "per_image",
+                          "augment": "dicefer14", "stage1_epochs": 36, "stage2_epochs": 2, "stage3_epochs": 10}}
+    if method == "uafer":
+        return {"method": "uafer", "data": data, "train": {"epochs": 10, "batch_size": 32, "lr": 1e-3},
+                "model": {"model_size": "tiny", "fix_layer": 0, "alpha": 0.5}}
+    raise SystemExit(f"unknown method {method!r}; choose baseline, dicefer or uafer")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", nargs="+", default=["baseline", "dicefer", "uafer"])
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--out", default="runs/study_precision")
+    p.add_argument("--size", type=int, default=48)
+    p.add_argument("--identities", type=int, default=60)
+    p.add_argument("--images", type=int, default=28)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--force", action="store_true", help="run even where bf16 is emulated (very slow)")
+    p.add_argument("--dry-run", action="store_true", help="write the configs and print the commands only")
+    args = p.parse_args(argv)
+    from ferkit.engine.devices import cpu_bf16_is_faster, resolve_device
+
+    device = resolve_device(args.device)
+    if not args.dry_run and not args.force and device.type == "cpu" and not cpu_bf16_is_faster():
+        print(f"bf16 is not fast on {device} here (no AMX / no GPU): the bf16 runs would be emulated; "
+              "run this study on a GPU or an AMX CPU, or pass --force.", file=sys.stderr)
+        return 2
+    for method in args.methods:
+        study = Path(args.out) / method
+        (study / "configs").mkdir(parents=True, exist_ok=True)
+        pairs = []
+        for precision in ("fp32", "bf16"):
+            cfg = method_config(method, args.size, args.identities, args.images)
+            cfg["train"].update({"precision": precision, "device": args.device})
+            path = study / "configs" / f"{precision}.yaml"
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            pairs.append(f"{precision}={path}")
+        cmd = [*FERKIT, "compare", *pairs, "--seeds", str(args.seeds), "--out", str(study)]
+        print("$ " + " ".join(cmd[2:]), flush=True)
+        if not args.dry_run and subprocess.run(cmd).returncode != 0:
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""`ferkit compare`: a paired-seed study that tells a method's gain from noise.
+
+    ferkit compare NAME=CONFIG.yaml NAME=CONFIG.yaml ... --seeds N --out DIR [--set KEY=VALUE ...]
+
+Each CONFIG is what `ferkit train --config` takes (layered the same way: method defaults, the preset for its
+method and dataset, the file, then --set, which applies to every configuration). For each seed s every
+configuration trains with train.seed = s into DIR/NAME/seed<s>/ on the same data and split, and is evaluated
+on the test split as `ferkit evaluate` does. The first configuration is the reference: for every other one,
+DIR/summary.json, summary.md and compare.png give the paired difference per metric with its 95% Student-t
+interval, a bootstrap interval and the seeds where it wins; DIR/runs.csv has one row per run.
+Rerunning the same command continues a stopped study; a changed configuration is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("compare", help="paired-seed study of configurations: differences with 95% intervals",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("configs", nargs="+", metavar="NAME=CONFIG.yaml",
+                   help="a name (its runs' folder) and a `ferkit train --config` file; the first is the reference")
+    p.add_argument("--seeds", type=int, required=True, help="number of paired seeds (train.seed = first .. first+N-1)")
+    p.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
+    p.add_argument("--out", required=True, help="the study folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key in every configuration (repeatable)")
+    p.add_argument("--batch-size", type=int, default=64, help="evaluation batch size")
+    p.add_argument("--device", default="auto", help="evaluation device: auto | cpu | cuda | cuda:N")
+    p.add_argument("--modified-mig-steps", type=int, default=0,
+                   help="DICE-FER modified-MIG critic steps per run (default 0: skipped)")
+    p.add_argument("--no-leakage", action="store_true", help="skip identity probes and MIG in the evaluations")
+    p.add_argument("--summary-only", action="store_true",
+                   help="write the summary of the runs finished so far, training nothing")
+    return p
+
+
+def parse_pairs(items: list[str]) -> dict[str, Path]:
+    """``NAME=PATH`` strings -> {name: path}, in order; a malformed or repeated name is one sentence."""
+    from ferkit.errors import ConfigError
+
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"'{item}' must look like NAME=CONFIG.yaml, e.g. baseline=configs/baseline.yaml.")
+        if name in out:
+            raise ConfigError(f"Configuration name '{name}' is given twice; each configuration needs its own name.")
+        if not Path(path).is_file():
+            raise ConfigError(f"Config file {path} (for '{name}') does not exist.")
+        out[name] = Path(path)
+    return out
+
+
+def train_config_dict(path: Path, sets: list[str]) -> dict:
+    """The merged config ``ferkit train --config PATH --set ...`` would run (the same layering code)."""
+    from ferkit.commands import train as train_cmd
+
+    parser = argparse.ArgumentParser(add_help=False)
+    sub = parser.add_subparsers(dest="command")
+    train_cmd.register(sub)
+    argv = ["train", "--config", str(path)]
+    for s in sets:
+        argv += ["--set", s]
+    return train_cmd.config_dict(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from ferkit.errors import ConfigError
+    from ferkit.study.runner import Study
+    from ferkit.study.summary import write_summary
+
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}.")
+    if args.first_seed < 0:
+        raise ConfigError(f"--first-seed must be 0 or more, got {args.first_seed}.")
+    if args.modified_mig_steps < 0 or args.batch_size < 1:
+        raise ConfigError("--modified-mig-steps must be 0 or more and --batch-size at least 1.")
+    configs = {name: train_config_dict(path, args.set) for name, path in parse_pairs(args.configs).items()}
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    evaluation = {"batch_size": args.batch_size, "device": args.device, "leakage": not args.no_leakage,
+                  "modified_mig_steps": args.modified_mig_steps}
+    study = Study(args.out, configs, seeds, evaluation)
+    if args.summary_only:
+        study.open()
+        summary = write_summary(study)
+    else:
+        progress = not os.environ.get("FERKIT_NO_PROGRESS")
+        summary = study.run(progress=progress)
+    print_summary(summary)
+    print(f"summary: {Path(args.out) / 'summary.md'}")
+    return 0
+
+
+def print_summary(summary: dict) -> None:
+    """The headline paired differences, one line each."""
+    ref = summary["reference"]
+    for m in ("accuracy", "macro_f1", "ece", "auroc_error", "identity_probe_matched"):
+        if m not in summary["paired"]:
+            continue
+        for pair, d in summary["paired"][m].items():
+            if not d["n"]:
+                continue
+            lo = "-" if d["lo"] is None else f"{d['lo']:+.4f}"
+            hi = "-" if d["hi"] is None else f"{d['hi']:+.4f}"
+            print(f"  {m:<24} {pair:<24} {d['mean']:+.4f} [{lo}, {hi}]  wins {d['wins']}/{d['n']}  "
+                  f"{d['verdict']}")
+    if not summary["complete"]:
+        print(f"  ({len(summary['missing'])} runs not finished; rerun the same command to continue, reference {ref})")

@@ -1,0 +1,1 @@
+"""Paired-seed studies (``ferkit compare``): train configurations over seeds, summarise paired differences."""
