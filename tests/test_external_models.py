@@ -168,7 +168,7 @@ def test_evaluate_external_writes_the_same_report_as_own_checkpoints(tmp_path):
     from fixtures_layouts import make_synthfer_folder
 
     make_synthfer_folder(tmp_path / "data")
-    sd = resnet_state(tmp_path / "r18.pth", k=7)
+    resnet_state(tmp_path / "r18.pth", k=7)
     spec = write_spec(tmp_path / "s.json", format="torchvision_resnet", strip_prefix="module.", color_order="rgb",
                       classes=["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"],
                       model=str(tmp_path / "r18.pth"))

@@ -27,7 +27,8 @@ BLOCK_WIDTHS = (16, 32, 64, 128)
 def _same_pool(x: torch.Tensor, k: int = 3, s: int = 2) -> torch.Tensor:
     """Max pooling with TensorFlow's "same" padding (the extra pad on the bottom/right)."""
     pads = []
-    for n in (x.shape[3], x.shape[2]):                              # F.pad order: W then H
+    for n in (int(x.shape[3]), int(x.shape[2])):                    # F.pad order: W then H (ints: a fixed
+                                                                    # input size, so ONNX export freezes them)
         out = -(-n // s)
         total = max((out - 1) * s + k - n, 0)
         pads += [total // 2, total - total // 2]
