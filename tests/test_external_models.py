@@ -185,6 +185,10 @@ def test_evaluate_external_writes_the_same_report_as_own_checkpoints(tmp_path):
     assert m["external"]["num_samples"] == 42 and m["external"]["leakage"]       # embeddings: leakage audited
     html = (outs["external"] / "report.html").read_text()
     assert "tiny" in html and "torchvision_resnet" in html
+    assert main(["crossdata", str(spec), str(own), "--datasets", f"synthetic:{tmp_path / 'data'}",
+                 "--out", str(tmp_path / "cross")]) == 0
+    cross = json.loads((tmp_path / "cross" / "crossdata.json").read_text())
+    assert cross["rows"][0].endswith("/s.json)") and cross["cells"][0]["images"] == 7   # named by its spec file
 
 
 def test_bad_inputs_are_one_sentence(tmp_path):
