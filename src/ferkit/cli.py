@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import keyword
 import sys
 
 from ferkit.errors import FerkitError
 
 #: subcommands in the order `ferkit --help` lists them
 COMMANDS = ("synth", "datasets", "align", "pretrain", "train", "evaluate", "compare", "predict", "export", "crossdata",
-            "serve", "demo")
+            "serve", "demo", "import", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,10 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
+        module = f"ferkit.commands.{name}_" if keyword.iskeyword(name) else f"ferkit.commands.{name}"  # import_
         try:
-            mod = importlib.import_module(f"ferkit.commands.{name}")
+            mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name == f"ferkit.commands.{name}":
+            if e.name == module:
                 continue
             raise
         p = mod.register(sub)

@@ -53,8 +53,10 @@ def _wrapper(method):
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = DEFAULT_OPSET, check: bool = True,
-                check_batch: int = 3, seed: int = 0) -> dict:
+                check_batch: int = 3, seed: int = 0, spec: str | Path | None = None) -> dict:
     """Write ``out`` (.onnx) from ``checkpoint``; with ``check``, compare onnxruntime with PyTorch.
+
+    ``checkpoint`` may also be an external model (a built-in name, a spec file, or a file with ``spec``).
 
     Returns {"path", "outputs", "uncertainty_kind", "opset", "max_abs_diff" (per output, when checked)}.
     """
@@ -62,7 +64,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = DEFAULT_OP
 
     if Path(out).suffix.lower() != ".onnx":
         raise FerkitError(f"--out {out} must end in .onnx.")
-    return export_method_onnx(load_method(checkpoint, device="cpu"), out, opset, check, check_batch, seed)
+    return export_method_onnx(load_method(checkpoint, device="cpu", spec=spec), out, opset, check, check_batch,
+                              seed)
 
 
 def export_method_onnx(method, out: str | Path, opset: int = DEFAULT_OPSET, check: bool = True,
@@ -75,6 +78,10 @@ def export_method_onnx(method, out: str | Path, opset: int = DEFAULT_OPSET, chec
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise FerkitError(f"--out {out} must end in .onnx.")
+    if getattr(method, "onnx_net", None) is not None:      # an external ONNX model: its graph, wrapped
+        from ferkit.external.onnx_export import export_external_onnx
+
+        return export_external_onnx(method, out, check, check_batch, seed)
     pre = method.preprocessing()
     model = _wrapper(method)
     gen = torch.Generator().manual_seed(seed)

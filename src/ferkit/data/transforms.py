@@ -3,11 +3,13 @@
 The order is fixed and shared by training, evaluation and inference (and by the prepared cache, which
 stores step 1's output so that cached and uncached images give identical tensors):
 
-1. resize the uint8 image to (size, size) (antialiased ``bilinear``/``bicubic``; a no-op at that size);
+1. resize the uint8 image to (size, size) (antialiased ``bilinear``/``bicubic``, or ``cv2_linear``:
+   ``cv2.resize`` with INTER_LINEAR as OpenCV-based models were fed; a no-op at that size);
 2. convert channels: RGB -> gray with Pillow's ITU-R 601-2 luma ``(19595 R + 38470 G + 7471 B + 2^15) >> 16``
-   (bit-exact ``Image.convert("L")``), gray -> RGB by replication;
+   (bit-exact ``Image.convert("L")``), gray -> RGB by replication; ``channel_order="bgr"`` then reverses
+   the three channels (models trained on OpenCV's BGR arrays);
 3. training only: the augmentation (uint8 geometry);
-4. scale to [0, 1], subtract ``mean``, divide by ``std`` (per channel);
+4. divide by ``divide_by`` (255: to [0, 1]), subtract ``mean``, divide by ``std`` (per channel);
 5. ``whitening="per_image"``: standardise each image to mean 0, std 1 over all its pixels (DICE-FER);
 6. training only, ``augment="affectnet"``: RandomErasing (after normalisation, as in UA-FER).
 
@@ -51,8 +53,16 @@ def resize_uint8(img: torch.Tensor, size: int, mode: str = "bilinear") -> torch.
     from torchvision.transforms.v2 import functional as F
 
     modes = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
+    if mode == "cv2_linear":
+        if tuple(img.shape[1:]) == (size, size):
+            return img
+        import cv2
+
+        arr = cv2.resize(img.permute(1, 2, 0).numpy(), (size, size), interpolation=cv2.INTER_LINEAR)
+        arr = arr[:, :, None] if arr.ndim == 2 else arr                                # (S, S, C)
+        return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()  # (C, S, S)
     if mode not in modes:
-        raise ConfigError(f"Preprocessing resize must be bilinear or bicubic, got '{mode}'.")
+        raise ConfigError(f"Preprocessing resize must be bilinear, bicubic or cv2_linear, got '{mode}'.")
     return F.resize(img, [size, size], interpolation=modes[mode], antialias=True)        # (C, S, S)
 
 
@@ -97,6 +107,10 @@ class FERTransform:
             raise ConfigError(f"Preprocessing mean/std need 1 or {pre.channels} values, got {pre.mean}/{pre.std}.")
         if pre.whitening not in ("none", "per_image"):
             raise ConfigError(f"Preprocessing whitening must be none or per_image, got '{pre.whitening}'.")
+        if pre.channel_order not in ("rgb", "bgr"):
+            raise ConfigError(f"Preprocessing channel_order must be rgb or bgr, got '{pre.channel_order}'.")
+        if not pre.divide_by > 0:
+            raise ConfigError(f"Preprocessing divide_by must be positive, got {pre.divide_by}.")
         self.preprocessing = pre
         self.train = train
         self.augment = augment if train else "none"
@@ -119,9 +133,11 @@ class FERTransform:
         pre = self.preprocessing
         img = resize_uint8(to_chw_uint8(image), pre.size, pre.resize)                       # (c, S, S) uint8
         img = convert_channels(img, pre.channels)                                          # (C, S, S) uint8
+        if pre.channel_order == "bgr" and pre.channels == 3:
+            img = img.flip(0)                                                              # RGB -> BGR
         if self.geometry is not None:
             img = self.geometry(img)
-        x = img.to(torch.float32) / 255.0                                                  # (C, S, S)
+        x = img.to(torch.float32) / float(pre.divide_by)                                   # (C, S, S)
         x = (x - self.mean) / self.std
         if pre.whitening == "per_image":
             x = (x - x.mean()) / x.std(unbiased=False).clamp_min(1e-6)

@@ -91,8 +91,8 @@ class OnnxEngine:
             meta = json.loads(props[ONNX_META_KEY])
             export_info = json.loads(props.get(ONNX_EXPORT_KEY, "{}"))
         except (KeyError, json.JSONDecodeError):
-            raise CheckpointError(f"{p} is an ONNX model without ferkit metadata; export it with `ferkit export`."
-                                  ) from None
+            raise CheckpointError(f"{p} is an ONNX model without ferkit metadata; describe it with a model spec "
+                                  "(`ferkit import MODEL --spec SPEC`) or export it with `ferkit export`.") from None
         return cls(session, meta, export_info)
 
     def forward(self, x) -> dict:

@@ -26,21 +26,29 @@ from ferkit.errors import CheckpointError, FerkitError
 from ferkit.inference.engines import OnnxEngine, TorchEngine
 from ferkit.inference.rows import error_row, face_row
 
+#: Preprocessing.align values that crop the detector's box instead of warping to a landmark template
+BOX_CROPS = ("box", "square_box")
+
 UNCERTAINTY_KINDS = {
     "evidential": "evidential u = C / S of the Dirichlet (UA-FER); in [0, 1], higher is less certain",
     "max_prob": "1 - max_c p_c (the model has no uncertainty head); in [0, 1 - 1/C]",
 }
 
 
-def load_model(path: str | Path, device: str = "auto", engine: str | None = None,
-               precision: str = "fp32", min_face_size: int = 20) -> FERModel:
-    """Load a ferkit checkpoint (``.safetensors`` or run folder) or a ``ferkit export`` ``.onnx`` file.
+def load_model(path: str | Path | None = None, device: str = "auto", engine: str | None = None,
+               precision: str = "fp32", min_face_size: int = 20, spec: str | Path | None = None) -> FERModel:
+    """Load a ferkit checkpoint (``.safetensors`` or run folder), a ``ferkit export`` ``.onnx`` file, a
+    built-in model by name (``"fer-minixception"``, the default when ``path`` is None), a model spec
+    file, or an external model file with its ``spec`` (see ``ferkit.external``).
 
     engine: "torch", "onnx", or None (by the file's suffix). ``engine="onnx"`` with a ``.safetensors``
     checkpoint exports it to a temporary ONNX file first. precision: "fp32" or "bf16" (torch engine).
     """
+    from ferkit.external.builtin import DEFAULT_MODEL
+
+    path = DEFAULT_MODEL if path is None else path
     p = Path(path)
-    is_onnx = p.suffix.lower() == ".onnx"
+    is_onnx = p.suffix.lower() == ".onnx" and spec is None
     engine = engine or ("onnx" if is_onnx else "torch")
     if engine not in ("torch", "onnx"):
         raise FerkitError(f"Unknown engine '{engine}'; use torch or onnx.")
@@ -53,12 +61,12 @@ def load_model(path: str | Path, device: str = "auto", engine: str | None = None
             from ferkit.export import export_onnx
 
             with tempfile.TemporaryDirectory(prefix="ferkit-onnx-") as tmp:   # the session keeps the graph
-                export_onnx(p, Path(tmp) / "model.onnx", check=False)
+                export_onnx(p, Path(tmp) / "model.onnx", check=False, spec=spec)
                 eng = OnnxEngine.load(Path(tmp) / "model.onnx", device=device)
     else:
         from ferkit.engine.checkpoint import load_method
 
-        eng = TorchEngine(load_method(p, device=device), precision=precision)
+        eng = TorchEngine(load_method(path, device=device, spec=spec), precision=precision)
     return FERModel(eng, source=str(path), device=device, min_face_size=min_face_size)
 
 
@@ -110,6 +118,10 @@ class FERModel:
 
     def _alignment_note(self) -> str:
         pre = self.preprocessing
+        if pre.align in BOX_CROPS:
+            return (f"photos: MTCNN detection, the {'squared ' if pre.align == 'square_box' else ''}face box "
+                    f"widened by {pre.box_margin:g} of its side, resized to {pre.size} px ({pre.resize}); "
+                    "--aligned crops are only resized")
         note = (f"photos: MTCNN detection, 5-point similarity alignment to the '{pre.template}' template at "
                 f"{pre.size} px; --aligned crops are only resized")
         if pre.align == "none":
@@ -142,12 +154,14 @@ class FERModel:
 
     def align(self, image: np.ndarray, aligned: bool = False) -> tuple[list, list[np.ndarray]]:
         """Faces (or [None] when ``aligned``) and their crops as the checkpoint's preprocessing says."""
-        from ferkit.data.faces import align_face
+        from ferkit.data.faces import align_face, crop_box
 
         if aligned:
             return [None], [image]
         faces = self.detector.detect(image)
         pre = self.preprocessing
+        if pre.align in BOX_CROPS:
+            return faces, [crop_box(image, f.box, pre.box_margin, pre.align == "square_box") for f in faces]
         return faces, [align_face(image, f.landmarks, pre.size, pre.template) for f in faces]
 
     # --- rows ---------------------------------------------------------------------------------------

@@ -38,8 +38,8 @@ def _test_split(name: str, path: str | None, split: str, options: dict):
 
 def _row_labels(trained: list[tuple[str, object]], checkpoints: list[Path]) -> list[str]:
     """'<training dataset>[ fold k]' per checkpoint, with method and run folder added where rows collide."""
-    labels = [cfg.data.dataset + (f" fold {cfg.data.fold}" if cfg.data.fold is not None else "")
-              for _, cfg in trained]
+    labels = [(cfg.data.dataset + (f" fold {cfg.data.fold}" if cfg.data.fold is not None else ""))
+              if cfg is not None else name for name, cfg in trained]      # external models: their name
     for i, lab in enumerate(list(labels)):
         if labels.count(lab) > 1:
             labels[i] = f"{lab} ({trained[i][0]}, {checkpoints[i].parent.parent.name}/{checkpoints[i].name})"
@@ -66,7 +66,7 @@ def crossdata_matrix(checkpoints: list[str | Path], datasets: list[str], split: 
     cells = []
     for i, ckpt in enumerate(ckpts):
         method = load_method(ckpt, device)
-        trained.append((method.name, method.cfg))
+        trained.append((getattr(method, "model_name", method.name), method.cfg))
         for j, (the_split, used) in enumerate(loaded):
             preds, classes, cross = predictions_over(method, the_split, batch_size, progress)
             m = classification_metrics(preds["labels"], preds["probs"].argmax(axis=1), len(classes))

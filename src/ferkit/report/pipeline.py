@@ -27,9 +27,14 @@ class EvaluationResult:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file from a file or a run folder (best.safetensors, else last.safetensors)."""
+    """A checkpoint file from a file or a run folder (best.safetensors, else last.safetensors); built-in
+    model names and model spec files pass through (``ferkit.external``)."""
     from ferkit.engine.checkpoint import resolve_checkpoint_path
     from ferkit.errors import CheckpointError
+    from ferkit.external.loader import is_external_ref
+
+    if is_external_ref(path):
+        return Path(path)
 
     try:
         return resolve_checkpoint_path(path, "best")
@@ -58,7 +63,8 @@ class DataSource:
         self.own = dataset is None
         if self.own:
             if cfg_data is None:
-                raise FerkitError("Zero-shot evaluation needs --dataset NAME (and --data-path for files on disk).")
+                raise FerkitError("This model records no dataset of its own (zero-shot or external); pass --dataset "
+                                  "NAME (and --data-path for files on disk).")
             self.name, self.root = cfg_data.dataset, cfg_data.data_path or None
             self.options = {**(cfg_data.options or {}), **options}
             self.num_folds, self.val_fraction = cfg_data.num_folds, cfg_data.val_fraction
@@ -219,7 +225,7 @@ def evaluate(checkpoint: str | Path | None = None, *, dataset: str | None = None
         return loaded[ckpt]
 
     first = model_for(jobs[0][1]) if jobs[0][1] is not None else None
-    source = DataSource(first.cfg.data if first is not None else None, dataset, data_path, options)
+    source = DataSource(getattr(getattr(first, "cfg", None), "data", None), dataset, data_path, options)
     if num_folds is not None:
         source.num_folds = num_folds
     if folds == "all" and len(jobs) == 1:
@@ -241,7 +247,7 @@ def evaluate(checkpoint: str | Path | None = None, *, dataset: str | None = None
         per_fold_metrics.append(m)
         fold_ids.append(k)
     ckpt0 = jobs[0][1]
-    name = method.name if method is not None else "uafer"
+    name = getattr(method, "model_name", None) or (method.name if method is not None else "uafer")
     out_dir = Path(out) if out else Path("runs") / "evaluate" / f"{name}_{source.name}_{split}"
     facts = facts_of(method, ckpt0 if len(jobs) == 1 else Path(checkpoint), source.describe(split, jobs[0][0]))
     if len(jobs) == 1:

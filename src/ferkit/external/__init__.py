@@ -1,0 +1,7 @@
+"""External FER models: ONNX classifiers and torchvision ResNet state dicts described by a spec file,
+and built-in trained models (``fer-minixception``), behind the interface of ferkit's own methods.
+
+Modules: ``spec`` (the spec file format), ``networks`` (ONNX and ResNet loading and checks), ``method``
+(ExternalMethod), ``builtin`` (built-in models), ``loader`` (the single entry point used by
+``ferkit.engine.checkpoint.load_method``, and ``ferkit import``), ``onnx_export`` (``ferkit export``).
+"""
