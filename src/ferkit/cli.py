@@ -14,7 +14,7 @@ from ferkit.errors import FerkitError
 
 #: subcommands in the order `ferkit --help` lists them
 COMMANDS = ("synth", "datasets", "align", "pretrain", "train", "evaluate", "predict", "export", "crossdata", "serve",
-            "demo")
+            "demo", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
