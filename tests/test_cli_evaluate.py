@@ -123,7 +123,6 @@ def test_crossdata_matrix(run_dir, tmp_path, capsys):
 
 
 def test_zero_shot_uafer_with_tiny_clip(tmp_path, capsys):
-    pytest.importorskip("ferkit.methods.uafer", reason="UA-FER method module not present yet")
     import torch
 
     from ferkit.models.clip import build_clip

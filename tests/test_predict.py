@@ -7,14 +7,13 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data as skdata
 
 from ferkit.cli import main
 from ferkit.data.faces import FaceDetector, align_face
 from ferkit.inference import load_model
 from ferkit.inference.rows import KEYS, read_rows_csv
 from ferkit_testmodels import single_thread, tiny_checkpoint
-
-skdata = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(scope="module", autouse=True)
