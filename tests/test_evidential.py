@@ -117,8 +117,11 @@ def test_avu_known_values():
     wrong = avu_loss(alpha, torch.tensor([1]), coef=0.3)
     assert right.item() == pytest.approx(0.3 * -0.5 * math.log(0.25 + 1e-10))
     assert wrong.item() == pytest.approx(0.7 * -0.5 * math.log(0.75 + 1e-10))
-    dis = avu_loss(alpha, torch.tensor([0]), coef=1.0, disentangle=True)
-    assert dis.item() == pytest.approx(-math.log(0.5 * 0.25))
+    # coef off 1.0, so a coef that the disentangled form ignored could not pass
+    dis = avu_loss(alpha, torch.tensor([0]), coef=0.4, disentangle=True)
+    assert dis.item() == pytest.approx(0.4 * -math.log(0.5 * 0.25))
+    dis_wrong = avu_loss(alpha, torch.tensor([1]), coef=0.4, disentangle=True)
+    assert dis_wrong.item() == pytest.approx(0.6 * -math.log(0.5 * 0.75))
 
 
 def test_annealing():
