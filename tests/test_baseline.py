@@ -36,8 +36,11 @@ def test_predict_returns_probabilities_and_the_pooled_embedding():
     method = get_method("baseline")(cfg, SYNTHFER, torch.device("cpu"))
     method.eval_mode()
     pred = method.predict(torch.randn(3, 1, 32, 32))
-    assert pred.probs.shape == (3, 7) and torch.allclose(pred.probs.sum(1), torch.ones(3))
-    assert pred.embedding.shape == (3, 512) and pred.uncertainty is None
+    assert pred.probs.shape == (3, 7) and pred.embedding.shape == (3, 512) and pred.uncertainty is None
+    # the probabilities are the linear head's softmax over the very embedding returned beside them
+    head = method.net.head
+    want = torch.softmax(pred.embedding.float() @ head.weight.detach().T + head.bias.detach(), dim=1)
+    torch.testing.assert_close(pred.probs.float(), want, atol=1e-5, rtol=1e-4)
     assert "random init" in method.describe()["backbone"]
     pre = method.preprocessing()
     assert (pre.size, pre.channels, pre.align) == (32, 1, "none")

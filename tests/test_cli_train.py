@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from ferkit.cli import main
 from ferkit.engine.checkpoint import read_checkpoint
 
@@ -30,8 +32,13 @@ def test_train_writes_the_run_folder(tmp_path, capsys):
     assert ckpt.meta["preprocessing"]["align"] == "none" and ckpt.meta["label_space"]["name"] == "synthfer"
     assert "random init" in ckpt.meta["describe"]["backbone"]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["steps"] == 4
+    assert metrics["steps"] == 4 and metrics["test"]["weights"] == "best (selected on val)"
     assert "test accuracy" in capsys.readouterr().out
+    # the same test split scored again by `ferkit evaluate` (the run's best.safetensors) gives the same number
+    assert main(["evaluate", str(out), "--out", str(tmp_path / "eval"), "--no-leakage", "--device", "cpu"]) == 0
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["num_samples"] == metrics["test"]["n"]
+    assert evaluated["headline"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-9)
 
 
 def test_bad_set_key_is_one_sentence_and_exit_2(tmp_path, capsys):

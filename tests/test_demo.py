@@ -20,3 +20,27 @@ def test_every_row_names_a_known_preparer():
     assert [e.method for e in entries] == ["baseline", "dicefer", "uafer"]
     assert all(e.prepare in PREPARERS for e in entries)
     assert entries[2].train["epochs"] == 10                        # UA-FER: the learning test's fine-tuning
+
+
+def test_quick_demo_runs_every_step_through_the_cli(tmp_path, capsys, one_thread):
+    """`ferkit demo --quick`: both pretrainings and the three methods, on a tiny budget, same code path."""
+    import json
+
+    from ferkit.cli import main
+    from ferkit.commands.demo import QUICK
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert f"SynthFER: {QUICK['identities']} identities x {QUICK['images_per_identity']} images at 32 px" in printed
+    rows = json.loads((out / "demo.json").read_text())
+    assert [r["start"] for r in rows] == ["resnet18-identity", "resnet18-identity", "clip-captions"]
+    assert (out / "pretrained" / "resnet18_synthid.pth").is_file()
+    assert (out / "pretrained" / "clip_tiny_captions.pt").is_file()
+    for row, method in zip(rows, ("baseline", "dicefer", "uafer"), strict=True):
+        metrics = json.loads((out / method / "metrics.json").read_text())
+        assert row["accuracy"] == metrics["test"]["accuracy"]         # the table shows the run's own number
+        assert row["checkpoint"].startswith(str(out / method))
+        assert f"{row['accuracy']:>8.3f}" in printed
+    assert (out / "demo.md").read_text().count("\n") == len(rows) + 4    # fence, header, rows, note, fence
+    assert (out / "uafer" / "config.yaml").read_text().count("clip_tiny_captions.pt") == 1

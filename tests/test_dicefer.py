@@ -87,10 +87,11 @@ def test_pair_within_batch_prefers_other_subjects_and_drops_singletons():
 
 
 def test_seed_lambdas_map_onto_paper_weights():
-    model = DICEFER(num_classes=7, feature_dim=64, lambda_exp=2.0, lambda_id=1.0, lambda_adv=0.1,
+    # none of the three at its default (1.0, 1.0, 0.1), so an ignored keyword cannot pass for a mapped one
+    model = DICEFER(num_classes=7, feature_dim=64, lambda_exp=2.0, lambda_id=3.0, lambda_adv=0.2,
                     image_size=32, critic_hidden=16, device="cpu")
     m = model.cfg.model
-    assert (m.mu_exp, m.nu_exp, m.mu_id, m.nu_id, m.zeta_adv) == (1.0, 2.0, 0.5, 1.0, 0.1)
+    assert (m.mu_exp, m.nu_exp, m.mu_id, m.nu_id, m.zeta_adv) == (1.0, 2.0, 1.5, 3.0, 0.2)
     paper = DICEFER(zeta_adv=0.025, image_size=32, critic_hidden=16, device="cpu")
     assert paper.cfg.model.zeta_adv == 0.025
     assert "zeta_adv=0.025" in paper.describe()["weights_in_force"]

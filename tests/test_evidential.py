@@ -26,13 +26,18 @@ def test_opinion_of_known_scores():
     assert torch.allclose(out["belief"], torch.tensor([[0.25, 0.0, 0.0]]))
 
 
-@pytest.mark.parametrize("kind", ["relu", "exp", "softplus"])
-def test_probs_sum_to_one_and_uncertainty_in_unit_interval(kind):
-    scores = torch.randn(64, 7) * 3
-    out = dirichlet(evidence_from_scores(scores, kind))
-    assert torch.allclose(out["probs"].sum(1), torch.ones(64), atol=1e-6)
-    assert ((out["uncertainty"] > 0) & (out["uncertainty"] <= 1)).all()
-    assert torch.allclose(out["belief"].sum(1) + out["uncertainty"], torch.ones(64), atol=1e-6)
+@pytest.mark.parametrize("kind, evidence", [
+    ("relu", [2.0, 0.0, 0.0]),
+    ("exp", [math.exp(2.0), 1.0, math.exp(-1.0)]),
+    ("softplus", [math.log1p(math.exp(2.0)), math.log(2.0), math.log1p(math.exp(-1.0))]),
+])
+def test_opinion_of_each_evidence_function_hand_computed(kind, evidence):
+    """scores (2, 0, -1): alpha = e + 1, S = sum alpha, p = alpha / S, u = K / S, b = e / S (K = 3)."""
+    out = dirichlet(evidence_from_scores(torch.tensor([[2.0, 0.0, -1.0]]), kind))
+    strength = sum(evidence) + 3
+    assert out["probs"][0].tolist() == pytest.approx([(e + 1) / strength for e in evidence], abs=1e-6)
+    assert out["uncertainty"].item() == pytest.approx(3 / strength, abs=1e-6)
+    assert out["belief"][0].tolist() == pytest.approx([e / strength for e in evidence], abs=1e-6)
 
 
 def test_released_uncertainty_is_highest_on_peaked_scores():
@@ -112,8 +117,11 @@ def test_avu_known_values():
     wrong = avu_loss(alpha, torch.tensor([1]), coef=0.3)
     assert right.item() == pytest.approx(0.3 * -0.5 * math.log(0.25 + 1e-10))
     assert wrong.item() == pytest.approx(0.7 * -0.5 * math.log(0.75 + 1e-10))
-    dis = avu_loss(alpha, torch.tensor([0]), coef=1.0, disentangle=True)
-    assert dis.item() == pytest.approx(-math.log(0.5 * 0.25))
+    # coef off 1.0, so a coef that the disentangled form ignored could not pass
+    dis = avu_loss(alpha, torch.tensor([0]), coef=0.4, disentangle=True)
+    assert dis.item() == pytest.approx(0.4 * -math.log(0.5 * 0.25))
+    dis_wrong = avu_loss(alpha, torch.tensor([1]), coef=0.4, disentangle=True)
+    assert dis_wrong.item() == pytest.approx(0.6 * -math.log(0.5 * 0.75))
 
 
 def test_annealing():

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnxruntime as ort
 import pytest
+from skimage import data as skdata
 
 from ferkit.cli import main
 from ferkit.inference import load_model
 from ferkit_testmodels import single_thread, tiny_checkpoint
-
-skdata = pytest.importorskip("skimage.data")
-ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from skimage import data as skdata
 
 from ferkit.data.faces import (
     TEMPLATES,
@@ -15,8 +16,6 @@ from ferkit.data.faces import (
     transform_points,
 )
 from ferkit_testmodels import single_thread
-
-skdata = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -89,7 +89,9 @@ def test_nll_brier_known_values():
     assert negative_log_likelihood(probs, labels) == pytest.approx(-(np.log(0.5) + np.log(0.1)) / 2)
     assert brier_score(probs, labels) == pytest.approx((0.5 + (0.81 + 0.81)) / 2)
     b = reliability_bins(probs, labels, n_bins=15)
-    assert b["count"].sum() == 2 and b["fraction"].sum() == pytest.approx(1.0)
+    # confidence 0.5 (argmax 0, right) falls in bin 7 = (7/15, 8/15]; 0.9 (argmax 0, wrong) in bin 13
+    assert np.flatnonzero(b["count"]).tolist() == [7, 13] and b["fraction"][[7, 13]].tolist() == [0.5, 0.5]
+    assert b["accuracy"][[7, 13]].tolist() == [1.0, 0.0] and b["confidence"][[7, 13]] == pytest.approx([0.5, 0.9])
 
 
 def test_oracle_ordering_reaches_analytic_minimum():

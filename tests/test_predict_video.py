@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
+from skimage import data as skdata
 
 from ferkit.cli import main
 from ferkit.inference import load_model
 from ferkit.inference.video import assign_tracks, box_iou
 from ferkit_testmodels import single_thread, tiny_checkpoint
-
-skdata = pytest.importorskip("skimage.data")
-cv2 = pytest.importorskip("cv2")
 
 FPS = 10.0
 

@@ -4,6 +4,7 @@ UA-FER's --clip-path loads (model size detected from the file), with captions wr
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -86,7 +87,10 @@ def test_cli_writes_a_checkpoint_that_uafer_train_and_zero_shot_load(tmp_path, c
     assert "ClipLoss" in text and "--clip-path" in text
     rows = list(csv.DictReader((tmp_path / "clip_tiny_faces.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"] and all(np.isfinite(float(r["loss"])) for r in rows)
-    assert 0 <= float(rows[-1]["zero_shot_name"]) <= 1
+    # an accuracy over the n held-out images the log names is k / n for a whole k
+    n = int(re.search(r"zero-shot on (\d+) held-out images", text).group(1))
+    k = float(rows[-1]["zero_shot_name"]) * n
+    assert n > 0 and k == pytest.approx(round(k), abs=1e-6)
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["name"].endswith("quickgelu") and ckpt["epoch"] == 2
     meta = json.loads(ckpt["ferkit_pretrain"])
@@ -104,7 +108,10 @@ def test_cli_writes_a_checkpoint_that_uafer_train_and_zero_shot_load(tmp_path, c
     assert main(["evaluate", "--method", "uafer", "--zero-shot", "--clip-path", str(out), "--dataset",
                  "synthetic", "--out", str(tmp_path / "zs"), "--no-leakage"]) == 0
     metrics = json.loads((tmp_path / "zs" / "metrics.json").read_text())
-    assert 0.0 <= metrics["headline"]["accuracy"] <= 1.0
+    zs_rows = list(csv.DictReader((tmp_path / "zs" / "predictions.csv").open()))
+    assert metrics["num_samples"] == len(zs_rows) > 0
+    assert metrics["headline"]["accuracy"] == pytest.approx(
+        np.mean([r["true_label"] == r["pred_label"] for r in zs_rows]))
 
 
 @pytest.mark.parametrize("args, message", [

@@ -50,7 +50,10 @@ def test_compute_metrics_contents():
     assert lk["expression_embedding"]["identity_probe"]["accuracy"] < 0.4        # chance = 1/8
     assert lk["expression_embedding"]["retrieval"]["expression"] > 0.9
     assert lk["mig"]["codes"] == "expression embedding + identity embedding"
-    assert h["mig"] is not None and 0 <= h["mig"] <= 1
+    assert h["mig"] > 0
+    # the identity code made a copy of the expression code: each factor's two best codes tie, so MIG is 0
+    twin = dict(preds, identity_embedding=preds["embedding"].copy())
+    assert compute_metrics(twin, CLASSES)["headline"]["mig"] == 0.0
 
 
 def test_write_evaluation_files(tmp_path):

@@ -17,7 +17,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 @pytest.mark.browser
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed at /usr/bin/chromium")
 def test_report_renders_in_chromium(tmp_path: Path):
-    playwright = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api as playwright
+
     preds = fake_predictions()
     metrics = compute_metrics(preds, CLASSES, abstain_above=0.3)
     paths = write_evaluation(tmp_path / "eval", preds, metrics, CLASSES, FACTS, abstain_above=0.3)

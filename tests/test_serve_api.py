@@ -5,6 +5,7 @@ test_serve_browser.py."""
 from __future__ import annotations
 
 import io
+import math
 import struct
 import threading
 import time
@@ -110,7 +111,9 @@ def test_good_uploads_return_rows_image_and_model(server):
     (row,) = body["rows"]
     assert row["file"] == "red.png" and row["face"] == 0 and row["label"] == "red"
     assert row["box"] == [10.0, 7.5, 30.0, 22.5]
-    assert abs(sum(row["probs"].values()) - 1.0) < 1e-5
+    # the fake model's softmax of the mean colour / 20 = (12.5, 0.5, 0.5), passed through unchanged
+    tail = math.exp(-12.0) / (1 + 2 * math.exp(-12.0))
+    assert row["probs"] == pytest.approx({"red": 1 - 2 * tail, "green": tail, "blue": tail}, rel=1e-4)
     assert row["abstained"] is False and row["error"] is None
     r = post(client, png((10, 10, 250), (64, 48), fmt="JPEG"), name="blue.jpg", ctype="image/jpeg")
     assert r.status_code == 200 and r.json()["rows"][0]["label"] == "blue"

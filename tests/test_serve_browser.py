@@ -63,7 +63,7 @@ def _webcam_capture(page, url: str) -> dict:
 @pytest.mark.browser
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed at /usr/bin/chromium")
 def test_page_boxes_labels_and_charts_the_astronaut(tmp_path: Path, tmp_path_factory):
-    playwright = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api as playwright
     from skimage import data
 
     model = served_model(str(tmp_path_factory.getbasetemp()))

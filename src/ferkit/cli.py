@@ -15,7 +15,7 @@ from ferkit.errors import FerkitError
 
 #: subcommands in the order `ferkit --help` lists them
 COMMANDS = ("synth", "datasets", "align", "pretrain", "train", "evaluate", "compare", "predict", "export", "crossdata",
-            "serve", "demo", "import", "models")
+            "serve", "demo", "import", "models", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

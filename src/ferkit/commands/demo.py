@@ -5,6 +5,10 @@ people (``ferkit pretrain resnet18``), the stand-in for the face-recognition wei
 from the tiny CLIP pretrained here contrastively on captioned faces of other SynthFER people (``ferkit pretrain
 clip``), the stand-in for OpenAI's CLIP. Every run keeps its folder
 (config, logs, checkpoints) under ``--out``; the table is also written to ``OUT/demo.json`` and ``OUT/demo.md``.
+
+``--quick`` runs the same steps on a tiny budget (8 identities x 14 images at 32 px, one epoch per method and
+per pretraining, 8 x 7 images of other people to pretrain on): a minute or two on a CPU, to check that every
+step runs, not to measure anything (its accuracies are near chance).
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ class DemoEntry:
     prepare: str | None = None
 
 
-def _prepare_resnet18_identity(out: Path, size: int, seed: int, device: str) -> tuple[dict, str]:
+#: the --quick budget: the demo's own SynthFER and the pretraining sets/epochs (PREPARERS read ``quick``)
+QUICK = {"identities": 8, "images_per_identity": 14, "size": 32, "epochs": 1,
+         "pretrain_synth": {"identities": 8, "images_per_identity": 7}, "pretrain_epochs": 1}
+
+
+def _prepare_resnet18_identity(out: Path, size: int, seed: int, device: str,
+                               quick: bool = False) -> tuple[dict, str]:
     """The stand-in for a face-recognition ResNet-18 (CASIA-WebFace / MS-Celeb): identity classification
     on a SynthFER render of other people (seed 10_000 + seed), written where --backbone-weights reads it."""
     from ferkit.pretrain.resnet import (
@@ -36,9 +46,11 @@ def _prepare_resnet18_identity(out: Path, size: int, seed: int, device: str) -> 
         save_resnet_weights,
     )
 
-    synth = {"identities": 60, "images_per_identity": 28, "size": size, "seed": 10_000 + seed}
+    synth = {"identities": 60, "images_per_identity": 28, "size": size, "seed": 10_000 + seed,
+             **(QUICK["pretrain_synth"] if quick else {})}
     split = identity_split("synthetic", None, synth=synth)
-    cfg = IdentityPretrainConfig(image_size=size, epochs=6, seed=seed, device=device)
+    cfg = IdentityPretrainConfig(image_size=size, epochs=QUICK["pretrain_epochs"] if quick else 6, seed=seed,
+                                 device=device)
     trunk, hist = pretrain_identity_resnet(split, cfg)
     path = save_resnet_weights(trunk, out / "pretrained" / "resnet18_synthid.pth",
                                {"task": "identity classification", "synth": synth, "final": hist[-1]})
@@ -47,14 +59,14 @@ def _prepare_resnet18_identity(out: Path, size: int, seed: int, device: str) -> 
             f"train accuracy {hist[-1]['accuracy']:.2f}) -> {path}")
 
 
-def _prepare_clip_captions(out: Path, size: int, seed: int, device: str) -> tuple[dict, str]:
+def _prepare_clip_captions(out: Path, size: int, seed: int, device: str, quick: bool = False) -> tuple[dict, str]:
     """The stand-in for OpenAI's CLIP: the tiny CLIP (64 px, whatever the demo's size) trained contrastively
     on captioned faces of other SynthFER people (seed 20_000 + seed), written where --clip-path reads it."""
     from ferkit.pretrain.clip import CLIP_DEMO, pretrain_clip, pretraining_splits, save_clip_checkpoint
 
-    synth = {**CLIP_DEMO["synth"], "seed": 20_000 + seed}
+    synth = {**CLIP_DEMO["synth"], "seed": 20_000 + seed, **(QUICK["pretrain_synth"] if quick else {})}
     train, monitor = pretraining_splits("synthetic", None, synth)
-    cfg = CLIP_DEMO["config"](seed=seed, device=device)
+    cfg = CLIP_DEMO["config"](seed=seed, device=device, **({"epochs": QUICK["pretrain_epochs"]} if quick else {}))
     model, hist = pretrain_clip(train, cfg, monitor)
     path = save_clip_checkpoint(model, out / "pretrained" / "clip_tiny_captions.pt", cfg,
                                 {"task": "contrastive image-caption pretraining", "synth": synth, "final": hist[-1]},
@@ -65,7 +77,7 @@ def _prepare_clip_captions(out: Path, size: int, seed: int, device: str) -> tupl
             f"zero-shot on held-out people {hist[-1]['zero_shot_name']:.2f}, chance 0.14) -> {path}")
 
 
-#: named preparations of starting weights: (out, size, seed, device) -> ({"train"/"model": overrides}, text)
+#: named preparations of starting weights: (out, size, seed, device, quick) -> ({"train"/"model": overrides}, text)
 PREPARERS = {"resnet18-identity": _prepare_resnet18_identity, "clip-captions": _prepare_clip_captions}
 
 
@@ -101,13 +113,19 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=8, help="epochs per method")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--quick", action="store_true",
+                   help="the same steps on a tiny budget (8 identities x 14 images, 32 px, 1 epoch each, small "
+                        "pretraining): checks that everything runs in a minute or two; replaces the four budget flags")
     return p
 
 
 def run_demo(out: str | Path, identities: int = 24, images_per_identity: int = 56, size: int = 64,
              confounding: float = 0.0, epochs: int = 8, seed: int = 0, device: str = "auto",
-             entries: list[DemoEntry] | None = None, progress: bool = True) -> list[dict]:
-    """Render SynthFER once, train every entry on it, and return one result row per entry."""
+             entries: list[DemoEntry] | None = None, progress: bool = True, quick: bool = False) -> list[dict]:
+    """Render SynthFER once, train every entry on it, and return one result row per entry.
+
+    ``quick`` shrinks the pretraining of the starting weights to the ``QUICK`` budget (the caller passes the
+    demo's own small sizes)."""
     import time
 
     from ferkit.config import build_experiment
@@ -132,7 +150,7 @@ def run_demo(out: str | Path, identities: int = 24, images_per_identity: int = 5
         if entry.prepare:
             if entry.prepare not in prepared:
                 print(f"\n== starting weights: {entry.prepare} ==")
-                prepared[entry.prepare] = PREPARERS[entry.prepare](out, size, seed, device)
+                prepared[entry.prepare] = PREPARERS[entry.prepare](out, size, seed, device, quick)
                 print(prepared[entry.prepare][1])
             over = prepared[entry.prepare][0]
             tr.update(over.get("train", {}))
@@ -180,8 +198,13 @@ def format_table(rows: list[dict], chance: float) -> str:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    rows = run_demo(args.out, args.identities, args.images_per_identity, args.size, args.confounding,
-                    args.epochs, args.seed, args.device)
+    if args.quick:
+        budget = (QUICK["identities"], QUICK["images_per_identity"], QUICK["size"], QUICK["epochs"])
+    else:
+        budget = (args.identities, args.images_per_identity, args.size, args.epochs)
+    identities, images, size, epochs = budget
+    rows = run_demo(args.out, identities, images, size, args.confounding, epochs, args.seed, args.device,
+                    quick=args.quick)
     table = format_table(rows, chance=1 / 7)
     print("\n" + table)
     out = Path(args.out)

@@ -17,6 +17,7 @@ about the centre (more forehead and chin, as looser FER crops have).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -191,28 +192,39 @@ class FaceDetector:
         return [self.detect(im) for im in images]
 
 
+#: the one command that installs the MTCNN weights next to ferkit (facenet-pytorch's own pins, torch<2.3 and
+#: numpy<2, cannot be satisfied beside ferkit's, so it goes in without them; ferkit's dependencies cover its imports)
+MTCNN_REMEDY = "pip install --no-deps 'facenet-pytorch>=2.5'"
+
+
+def mtcnn_weights_dir() -> Path:
+    """The folder holding facenet-pytorch's pnet.pt, rnet.pt and onet.pt; FerkitError when it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise FerkitError(f"Face detection needs the MTCNN weights of facenet-pytorch, which is not installed; run "
+                          f"`{MTCNN_REMEDY}`, or pass face crops that are already aligned with --aligned.")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
 def _load_mtcnn(device) -> dict:
     """The MTCNN networks with facenet-pytorch's shipped weights (loaded with weights_only=True)."""
-    import importlib.util
-    from pathlib import Path
-
     import torch
 
+    data = mtcnn_weights_dir()
     try:
         from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
         from facenet_pytorch.models.utils.detect_face import detect_face
     except ImportError as e:
-        raise FerkitError(
-            f"Face detection needs facenet-pytorch's MTCNN ({e}); install it with "
-            "`pip install --no-deps facenet-pytorch`, or pass already aligned crops with --aligned."
-        ) from None
-    spec = importlib.util.find_spec("facenet_pytorch")
-    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+        missing = getattr(e, "name", None) or str(e)
+        raise FerkitError(f"facenet-pytorch (face detection) is installed but cannot import {missing}; "
+                          f"reinstall ferkit's dependencies and then run `{MTCNN_REMEDY}`.") from None
     nets = {}
     for name, cls in (("pnet", PNet), ("rnet", RNet), ("onet", ONet)):
         path = data / f"{name}.pt"
         if not path.is_file():
-            raise FerkitError(f"MTCNN weights {path} are missing; reinstall facenet-pytorch with --no-deps.")
+            raise FerkitError(f"MTCNN weights {path} are missing; reinstall with `{MTCNN_REMEDY} --force-reinstall`.")
         net = cls(pretrained=False)
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         nets[name] = net.to(device).eval()

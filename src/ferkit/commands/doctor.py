@@ -1,0 +1,30 @@
+"""`ferkit doctor`: checks that this installation can run everything ferkit offers, and says how to fix it.
+
+One line per declared dependency (installed, at the version ferkit needs, importable) and one for face
+detection (facenet-pytorch's MTCNN weights, which `pip install ferkit` cannot bring: run
+`pip install --no-deps 'facenet-pytorch>=2.5'`). Exits 1 when any check fails, each failure with its fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> argparse.ArgumentParser:
+    return sub.add_parser("doctor", help="check the installed dependencies and the face detector",
+                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def run(args) -> int:
+    from ferkit import __version__
+    from ferkit.doctor import run_checks
+
+    checks = run_checks()
+    for c in checks:
+        print(c.line())
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        print(f"ferkit {__version__}: {len(failed)} of {len(checks)} checks failed; run the commands after '->'.")
+        return 1
+    print(f"ferkit {__version__}: all {len(checks)} checks passed.")
+    return 0
