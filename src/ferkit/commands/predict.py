@@ -46,7 +46,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ferkit.errors import FerkitError
-    from ferkit.inference.inputs import expand_inputs
+    from ferkit.inference.inputs import expand_inputs, nothing_found
     from ferkit.inference.model import load_model
     from ferkit.inference.rows import summarise, write_rows
 
@@ -54,13 +54,13 @@ def run(args) -> int:
         raise FerkitError("--batch-size and --every must be at least 1.")
     if args.smooth < 0:
         raise FerkitError("--smooth must be 0 (off) or a positive number of seconds.")
-    model = load_model(args.checkpoint, device=args.device, engine=args.engine, precision=args.precision,
-                       min_face_size=args.min_face)
     items, notes = expand_inputs(args.inputs)
     for note in notes:
         print(f"ferkit predict: {note}", file=sys.stderr)
-    if not items:
-        raise FerkitError("No images or videos found in the given inputs; pass files or folders holding them.")
+    if not items:                                  # before loading the model, so an empty folder fails fast
+        raise FerkitError(nothing_found(args.inputs))
+    model = load_model(args.checkpoint, device=args.device, engine=args.engine, precision=args.precision,
+                       min_face_size=args.min_face)
     rows = []
     for row in model.iter_predict([it.path for it in items], aligned=args.aligned,
                                   abstain_above=args.abstain_above, batch_size=args.batch_size,
