@@ -52,7 +52,7 @@ class DataSource:
     """Loads a dataset once and selects splits/folds from it (the checkpoint's own data config or a named one)."""
 
     def __init__(self, cfg_data, dataset: str | None, data_path: str | None, options: dict):
-        from ferkit.data.datasets import load_all
+        from ferkit.data.datasets import load_all, synth_options
 
         self.own = dataset is None
         if self.own:
@@ -60,10 +60,8 @@ class DataSource:
                 raise FerkitError("Zero-shot evaluation needs --dataset NAME (and --data-path for files on disk).")
             self.name, self.root = cfg_data.dataset, cfg_data.data_path or None
             self.options = {**(cfg_data.options or {}), **options}
-            synth = {"identities": cfg_data.synth_identities, "images_per_identity": cfg_data.synth_images_per_identity,
-                     "confounding": cfg_data.synth_confounding, "seed": cfg_data.synth_seed}
             self.num_folds, self.val_fraction = cfg_data.num_folds, cfg_data.val_fraction
-            self.result = load_all(self.name, self.root, synth=synth, **self.options)
+            self.result = load_all(self.name, self.root, synth=synth_options(cfg_data), **self.options)
         else:
             self.name, self.root, self.options = dataset, data_path or None, dict(options)
             self.num_folds = cfg_data.num_folds if cfg_data is not None else 10
