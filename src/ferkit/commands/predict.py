@@ -28,7 +28,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a ferkit .safetensors checkpoint, run folder, or exported .onnx")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="images, folders (recursive) and videos")
     p.add_argument("--out", help="write rows to this .json or .csv file")
-    p.add_argument("--annotate", metavar="DIR", help="write annotated images (and mp4s for videos) here")
+    p.add_argument("--annotate", metavar="DIR", help="write annotated images (PNG) and videos (VP8 WebM, browser-playable) here")
     p.add_argument("--batch-size", type=int, default=32, help="faces per forward pass (default 32)")
     p.add_argument("--abstain-above", type=float, default=None, metavar="U",
                    help="mark faces whose uncertainty exceeds U as abstained")
