@@ -103,3 +103,16 @@ def test_cli_refuses_negative_epochs_before_training(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "ferkit: error: Config key 'train.epochs' must be >= 1, got -1."
     assert not (tmp_path / "r").exists()
+
+
+def test_readme_config_error_examples_are_what_ferkit_says(tmp_path, capsys):
+    """Each `Config key 'K' ... got V.` example in README.md, run as `ferkit train --set K=V`."""
+    import re
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    examples = re.findall(r"`(Config key '([\w.]+)' [^`]*, got ([^`]+)\.)`", text)
+    assert len(examples) >= 4
+    for sentence, key, value in examples:
+        code = main(["train", "--method", "baseline", "--out", str(tmp_path / "r"), "--set", f"{key}={value.strip(chr(39))}"])
+        assert code == 2 and capsys.readouterr().err.strip() == f"ferkit: error: {sentence}"
