@@ -1,20 +1,22 @@
 """`ferkit predict` / `ferkit align` on folders holding nothing to process: the sentence names where it looked
-and the suffixes it looked for, and comes before any model is loaded."""
+and the suffixes it looked for."""
 
 from __future__ import annotations
 
 from ferkit.cli import main
 from ferkit.data.io import IMAGE_SUFFIXES
 from ferkit.inference.inputs import VIDEO_SUFFIXES
+from ferkit_testmodels import tiny_checkpoint
 
 
-def test_predict_empty_folders_names_them_and_the_suffixes(tmp_path, capsys):
+def test_predict_empty_folders_names_them_and_the_suffixes(tmp_path_factory, tmp_path, capsys):
     a, b = tmp_path / "empty", tmp_path / "notes"
     a.mkdir()
     (b / ".hidden").mkdir(parents=True)
     (b / ".hidden" / "face.jpg").write_bytes(b"")          # hidden: not looked at
     (b / "readme.txt").write_text("no images here")
-    code = main(["predict", str(tmp_path / "never-read.safetensors"), str(a), str(b)])
+    ckpt = tiny_checkpoint(tmp_path_factory.getbasetemp() / "models")      # shared with the predict tests
+    code = main(["predict", str(ckpt), str(a), str(b), "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert "readme.txt" in err[0]                            # the passed-over file, as before

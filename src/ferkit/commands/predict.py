@@ -54,13 +54,13 @@ def run(args) -> int:
         raise FerkitError("--batch-size and --every must be at least 1.")
     if args.smooth < 0:
         raise FerkitError("--smooth must be 0 (off) or a positive number of seconds.")
+    model = load_model(args.checkpoint, device=args.device, engine=args.engine, precision=args.precision,
+                       min_face_size=args.min_face)
     items, notes = expand_inputs(args.inputs)
     for note in notes:
         print(f"ferkit predict: {note}", file=sys.stderr)
-    if not items:                                  # before loading the model, so an empty folder fails fast
+    if not items:
         raise FerkitError(nothing_found(args.inputs))
-    model = load_model(args.checkpoint, device=args.device, engine=args.engine, precision=args.precision,
-                       min_face_size=args.min_face)
     rows = []
     for row in model.iter_predict([it.path for it in items], aligned=args.aligned,
                                   abstain_above=args.abstain_above, batch_size=args.batch_size,

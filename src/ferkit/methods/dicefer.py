@@ -81,7 +81,8 @@ class DiceFerConfig:
 
 
 field_rules(DiceFerConfig, feature_dim=at_least(1), tap=one_of("layer4", "layer3"),
-            code_from=one_of("pooled", "flatten"), gray_mode=one_of("replicate", "mean"), image_size=at_least(32), channels=one_of(1, 3),
+            code_from=one_of("pooled", "flatten"), gray_mode=one_of("replicate", "mean"), image_size=at_least(16),
+            channels=one_of(1, 3),
             whitening=one_of("per_image", "none"), align=one_of("auto", "mtcnn5", "none"), augment=one_of(*AUGMENTS),
             estimator=one_of("dv", "jsd", "infonce"), local_reduction=one_of("sum", "mean"),
             marginal=one_of("permute", "roll"), ema_rate=Rule(lo=0, hi=1, lo_open=True),
