@@ -88,6 +88,39 @@ def test_refuses_foreign_truncated_and_missing_files(tmp_path):
         read_train_state(path)
 
 
+def _with_header(path, header: dict, data: bytes = b"\0" * 12):
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return path
+
+
+@pytest.mark.parametrize("header, words", [
+    ({"w": {"dtype": "F32", "shape": [3]}}, "tensor 'w' has no valid data_offsets"),
+    ({"w": {"dtype": "F32", "shape": [3], "data_offsets": "0-12"}}, "tensor 'w' has no valid data_offsets"),
+    ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [12, 0]}}, "tensor 'w' has no valid data_offsets"),
+    ({"w": {"shape": [3], "data_offsets": [0, 12]}}, "tensor 'w' has no dtype"),
+    ({"w": {"dtype": "F32", "shape": "3", "data_offsets": [0, 12]}}, "tensor 'w' has no valid shape"),
+    ({"w": [0, 12]}, "tensor 'w' is described by list, not a mapping"),
+    ({"__metadata__": ["ferkit"]}, "__metadata__ is not a mapping of strings"),
+    ({"__metadata__": {"ferkit": {"format": "ferkit-checkpoint"}}}, "__metadata__ is not a mapping of strings"),
+])
+def test_malformed_safetensors_header_is_one_sentence_naming_the_file(tmp_path, header, words):
+    path = _with_header(tmp_path / "bad.safetensors", header)
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(path)
+    msg = str(e.value)
+    assert msg.startswith(f"Checkpoint {path} has a malformed safetensors header ({words})")
+    assert msg.count(". ") == 0 and msg.endswith(".")
+
+
+def test_ferkit_metadata_with_a_malformed_version_is_refused(tmp_path):
+    meta = json.dumps({"format": "ferkit-checkpoint", "format_version": "one"})
+    path = _with_header(tmp_path / "v.safetensors", {"__metadata__": {"ferkit": meta},
+                                                     "w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}})
+    with pytest.raises(CheckpointError, match=f"^Checkpoint {path} has a malformed format_version 'one'"):
+        read_checkpoint(path)
+
+
 def test_mismatched_sidecar_and_model_are_refused(tmp_path):
     a = save_checkpoint(tmp_path / "a.safetensors", _nets(), {"method": "x"}, {"position": {}})
     first = read_checkpoint(a).meta["save_token"]

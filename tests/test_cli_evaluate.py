@@ -177,3 +177,19 @@ def test_evaluate_dicefer_shows_modified_mig_beside_mig(tmp_path):
     page = (out / "report.html").read_text()
     assert "modified MIG" in page and "disentanglement_lib" in page
     assert (out / "identity_embedding_2d.png").is_file()
+
+
+def test_evaluate_renders_the_runs_own_synthfer_test_set():
+    """A run on in-memory SynthFER at 32 px is evaluated on the same 32 px test images it was split from
+    (the data config's every synth_* field, synth_size included), not on fresh 112 px renders."""
+    from ferkit.config import build_experiment
+    from ferkit.data.datasets import splits_from_config
+    from ferkit.report.pipeline import DataSource
+
+    cfg = build_experiment("baseline", {"synth_identities": 6, "synth_images_per_identity": 5, "synth_size": 32,
+                                        "synth_seed": 3, "cache": False}, {}, {"image_size": 32})
+    trained_on = splits_from_config(cfg.data)["test"].samples
+    evaluated = DataSource(cfg.data, None, None, {}).split("test", None).samples
+    assert len(evaluated) == len(trained_on) == 5 and evaluated[0].image.shape[:2] == (32, 32)
+    for a, b in zip(evaluated, trained_on, strict=True):
+        assert np.array_equal(a.image, b.image) and (a.expression, a.subject) == (b.expression, b.subject)

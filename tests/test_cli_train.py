@@ -52,3 +52,34 @@ def test_bad_set_key_is_one_sentence_and_exit_2(tmp_path, capsys):
 def test_method_flag_for_another_method_is_refused(tmp_path, capsys):
     code = main(["train", "--method", "baseline", "--alpha", "0.5", "--out", str(tmp_path / "r")])
     assert code == 2 and "Unknown config key 'model.alpha'" in capsys.readouterr().err
+
+
+def test_folds_all_prints_the_sample_std_as_evaluate_does(tmp_path, capsys, monkeypatch):
+    """`train --folds all` summarises with the same spread as `evaluate --folds all` (ddof = 1); the
+    trainer is replaced by one returning known per-fold accuracies, so only the summary is under test."""
+    import types
+
+    import numpy as np
+
+    from ferkit.engine import trainer
+    from ferkit.report.evaluation import aggregate_folds
+
+    accs, mcas = [0.5, 0.7, 0.9], [0.4, 0.4, 0.7]
+    seen = []
+
+    def fake_train(cfg, resume=None, **_):
+        k = cfg.data.fold
+        seen.append((k, cfg.train.out))
+        test = {"accuracy": accs[k], "mean_class_accuracy": mcas[k], "weights": "last"}
+        return types.SimpleNamespace(metrics={"test": test}, run_dir=cfg.train.out, checkpoint="-")
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    code = main(["train", "--method", "baseline", "--folds", "all", "--set", "data.num_folds=3",
+                 "--out", str(tmp_path / "cv")])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert code == 0 and [k for k, _ in seen] == [0, 1, 2] and seen[2][1] == str(tmp_path / "cv" / "fold2")
+    assert np.std(accs, ddof=1) == pytest.approx(0.2)                   # ddof 0 would print 0.1633
+    assert last == ("3 folds: accuracy 0.7000 ± 0.2000, mean class accuracy 0.5000 ± 0.1732 "
+                    "(sample std over folds)")
+    agg = aggregate_folds([{"headline": {"accuracy": a}} for a in accs])
+    assert agg["std"]["accuracy"] == pytest.approx(0.2)                 # what evaluate --folds all reports

@@ -62,3 +62,19 @@ def test_discretisation_bins_and_constant_factor_reported():
     assert det["skipped_factors"] == ["constant"] and det["per_factor"]["constant"] is None
     with pytest.raises(ValueError):
         mig(np.ones((10, 1)), np.arange(10))
+
+
+def test_documented_public_names_are_the_callables():
+    """`ferkit.metrics.mig(codes, factors)` is the documented call: the package attribute is the function
+    (it was the submodule), and submodule imports keep working."""
+    import ferkit.metrics as metrics
+    from ferkit.metrics.modified_mig import dv_mutual_information
+
+    f = _factors()
+    assert metrics.mig(f.astype(float), f) == pytest.approx(mig(f.astype(float), f)) == pytest.approx(1.0, abs=0.01)
+    assert metrics.mig(np.ones((f.shape[0], 4)), f) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.mig is mig and metrics.modified_mig.__module__ == "ferkit.metrics.modified_mig"
+    assert callable(dv_mutual_information) and callable(histogram_discretize)
+    probs, labels = np.array([[0.9, 0.1], [0.6, 0.4]]), np.array([0, 1])
+    assert metrics.expected_calibration_error(probs, labels) == pytest.approx(0.5 * 0.1 + 0.5 * 0.6)
+    assert all(callable(getattr(metrics, name)) for name in metrics.__all__)

@@ -1,8 +1,10 @@
-"""Videos: frames every N, times, face tracks, certainty-weighted smoothing and the annotated mp4."""
+"""Videos: frames every N, container timestamps (variable frame rate too), face tracks, certainty-weighted
+smoothing and the annotated video (VP8 WebM, browser-playable)."""
 
 from __future__ import annotations
 
 import math
+import struct
 
 import cv2
 import numpy as np
@@ -44,6 +46,59 @@ def video(tmp_path_factory):
     return path
 
 
+def _boxes(data: bytes, start: int, end: int):
+    while start < end:
+        size, kind = struct.unpack(">I4s", data[start:start + 8])
+        yield data[start:start + size], kind
+        start += size
+
+
+def variable_rate(data: bytes, deltas: list[int]) -> bytes:
+    """An mp4 (moov after mdat, as OpenCV writes it) whose frames last ``deltas`` ticks of the track's
+    timescale: its time-to-sample table (stts) is rewritten with one entry per frame, and the edit list,
+    which would cut the stream at the old duration, is dropped. Sample data and offsets are unchanged."""
+    def rebuild(buf: bytes) -> bytes:
+        out = b""
+        for box, kind in _boxes(buf, 0, len(buf)):
+            if kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+                inner = rebuild(box[8:])
+                out += struct.pack(">I4s", 8 + len(inner), kind) + inner
+            elif kind == b"stts":
+                body = struct.pack(">II", 0, len(deltas)) + b"".join(struct.pack(">II", 1, d) for d in deltas)
+                out += struct.pack(">I4s", 8 + len(body), b"stts") + body
+            elif kind != b"edts":
+                out += box
+        return out
+
+    kinds = [k for _, k in _boxes(data, 0, len(data))]
+    assert kinds.index(b"mdat") < kinds.index(b"moov")         # so the chunk offsets stay valid
+    return rebuild(data)
+
+
+def test_variable_frame_rate_times_are_the_containers(tmp_path):
+    """Frames lasting 0.1, 0.1, 0.1, 0.4, 0.4, 0.05 ... s: the times are the container's presentation times,
+    not frame / fps (fps is then only an average: frame 4 would be put at 0.6 s instead of 0.7 s)."""
+    from ferkit.inference.video import iter_frames, video_info
+
+    cfr = tmp_path / "cfr.mp4"
+    writer = cv2.VideoWriter(str(cfr), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (64, 48))
+    for i in range(12):
+        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    writer.release()
+    ticks = 1024                                                # OpenCV's mp4 timescale is 10240 at 10 fps
+    deltas = [ticks] * 3 + [4 * ticks] * 3 + [ticks // 2] * 6
+    vfr = tmp_path / "vfr.mp4"
+    vfr.write_bytes(variable_rate(cfr.read_bytes(), deltas))
+    truth = np.cumsum([0] + deltas[:-1]) / (10 * ticks)         # 0, .1, .2, .3, .7, 1.1, 1.5, 1.55 ...
+    frames = list(iter_frames(vfr))
+    assert [i for i, _, _ in frames] == list(range(12))
+    assert [t for _, t, _ in frames] == pytest.approx(truth.tolist(), abs=1e-3)
+    assert [int(f.mean()) for _, _, f in frames] == pytest.approx([20 * i for i in range(12)], abs=8)  # in order
+    fps, _ = video_info(vfr)
+    assert abs(4 / fps - truth[4]) > 0.05                       # what frame / fps said
+    assert [t for _, t, _ in iter_frames(vfr, every=4)] == pytest.approx(truth[::4].tolist(), abs=1e-3)
+
+
 def test_every_second_frame_with_times_tracks_and_no_face_rows(model, video):
     rows = model.predict(video, every=2)
     assert [r["frame"] for r in rows] == [0, 2, 4, 6, 8]
@@ -76,17 +131,26 @@ def test_smoothing_is_the_certainty_weighted_exponential_average(model, video):
     assert smooth[0]["probs"] == raw[0]["probs"]                # the first frame has no history
 
 
-def test_cli_video_annotation_writes_an_mp4_of_processed_frames(model, video, tmp_path):
+def test_cli_video_annotation_writes_a_browser_playable_webm_of_processed_frames(model, video, tmp_path):
     ckpt = model.source
     out = tmp_path / "ann"
     assert main(["predict", ckpt, str(video), "--every", "3", "--annotate", str(out),
                  "--out", str(tmp_path / "v.json"), "--device", "cpu"]) == 0
-    cap = cv2.VideoCapture(str(out / "clip.mp4"))
-    n = 0
-    while cap.read()[0]:
-        n += 1
+    assert not (out / "clip.mp4").exists()
+    target = out / "clip.webm"
+    assert target.read_bytes()[:4] == bytes.fromhex("1a45dfa3")  # EBML: a Matroska/WebM file
+    cap = cv2.VideoCapture(str(target))
+    fourcc = (int(cap.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF).to_bytes(4, "little")
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
     cap.release()
-    assert n == 4                                               # frames 0, 3, 6, 9
+    assert fourcc == b"VP80" and len(frames) == 4                 # VP8; frames 0, 3, 6, 9
+    assert frames[0].shape == (240, 320, 3)
+    assert np.abs(frames[2].astype(int) - 90).mean() < 8          # frame 6: blank grey, decoded as written
 
 
 def test_iou_and_greedy_track_matching():

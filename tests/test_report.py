@@ -99,3 +99,25 @@ def test_aggregate_folds_mean_and_std():
     assert agg["num_folds"] == 3
     assert agg["mean"]["accuracy"] == pytest.approx(np.mean(accs))
     assert agg["std"]["accuracy"] == pytest.approx(np.std(accs, ddof=1))
+
+
+def test_reliability_diagram_draws_every_bin_its_title_ece_sums_over(tmp_path, monkeypatch):
+    """Confidences of exactly 1.0 (a saturated softmax) are drawn, so the bars give the ECE in the title."""
+    from ferkit.metrics.calibration import expected_calibration_error, reliability_bins
+    from ferkit.report import plots
+
+    made = []
+    real_figure = plots._figure
+    monkeypatch.setattr(plots, "_figure", lambda *a: made.append(real_figure(*a)) or made[-1])
+    probs = np.array([[1.0, 0.0, 0.0]] * 6 + [[0.5, 0.3, 0.2]] * 4)   # 6 at confidence 1.0, 3 of them wrong
+    labels = np.array([0, 0, 0, 1, 1, 2, 0, 0, 1, 1])
+    ece = expected_calibration_error(probs, labels)
+    assert ece == pytest.approx(0.6 * 0.5 + 0.4 * 0.0)                  # |0.5 - 1| * 0.6 + |0.5 - 0.5| * 0.4
+    plots.plot_reliability(reliability_bins(probs, labels), tmp_path / "r.png", ece=ece)
+    main, hist = made[0].axes
+    fractions = np.array([p.get_height() for p in hist.patches])
+    assert fractions.sum() == pytest.approx(1.0)                      # before: 0.4, the 1.0s were dropped
+    n = len(main.patches) // 2                                        # accuracy bars, then gap bars
+    gaps = np.array([abs(p.get_height()) for p in main.patches[n:]])
+    assert np.sum(gaps * fractions[fractions > 0]) == pytest.approx(ece)
+    assert f"ECE = {ece:.3f}" in main.get_title()

@@ -310,3 +310,32 @@ def test_bad_limits_are_refused():
 
     with pytest.raises(FerkitError, match="--queue-size"):
         create_app(FakeModel(), Limits(queue_size=0))
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_ipv6_loopback_binds_and_answers(host):
+    from ferkit.serve.server import url_for
+
+    with BackgroundServer(create_app(FakeModel(), Limits()), host=host) as srv:
+        assert srv.url == f"http://[::1]:{srv.port}" == url_for(host, srv.port)
+        health = httpx.get(srv.url + "/health", timeout=10)
+        red = np.zeros((16, 16, 3), np.uint8)
+        red[..., 0] = 200
+        buf = io.BytesIO()
+        Image.fromarray(red).save(buf, format="PNG")
+        answer = httpx.post(srv.url + "/predict", files={"file": ("red.png", buf.getvalue())}, timeout=10)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert answer.status_code == 200 and answer.json()["rows"][0]["label"] == "red"
+
+
+def test_listen_host_families_and_unresolvable_names():
+    import socket
+
+    from ferkit.errors import FerkitError
+    from ferkit.serve.server import listen_host, url_for
+
+    assert listen_host("[::1]") == ("::1", socket.AF_INET6) and listen_host("::") == ("::", socket.AF_INET6)
+    assert listen_host("127.0.0.1") == ("127.0.0.1", socket.AF_INET)
+    assert url_for("0.0.0.0", 80) == "http://0.0.0.0:80" and url_for("::", 80) == "http://[::]:80"
+    with pytest.raises(FerkitError, match=r"^--host no-such-host\.invalid is neither an IP address"):
+        listen_host("no-such-host.invalid")

@@ -122,6 +122,38 @@ def test_cli_serves_a_checkpoint(real_model):
     assert proc.returncode == 0 and f"open http://127.0.0.1:{port}/" in err and "stopped" in err
 
 
+@pytest.mark.slow
+def test_cli_serves_on_ipv6_loopback(real_model):
+    """`ferkit serve CKPT --host [::1]` (brackets accepted) listens on IPv6 loopback and answers there (slow: a
+    second server process; test_serve_api binds ::1 in-process in the default suite)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ferkit.serve.server import free_port
+
+    port = free_port("::1")
+    proc = subprocess.Popen([sys.executable, "-m", "ferkit", "serve", real_model.source, "--host", "[::1]",
+                             "--port", str(port), "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                health = httpx.get(f"http://[::1]:{port}/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "ferkit serve did not start listening within 90 s"
+                time.sleep(0.25)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert health["status"] == "ok" and proc.returncode == 0
+    assert f"open http://[::1]:{port}/" in err and "anyone who can reach" not in err
+
+
 def test_cli_refuses_bad_limits_before_loading(tmp_path, capsys):
     from ferkit.cli import main
 

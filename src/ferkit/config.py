@@ -8,6 +8,8 @@ are the paper's (or the released code's, for that variant). The whole config is 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -77,7 +79,120 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
+# --- value rules -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Rule:
+    """What a config field's value may be beyond its type: bounds (closed unless ``*_open``) or choices."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """None when ``value`` is allowed, else what is wrong ("must be ..."); a list's items are checked."""
+        if isinstance(value, (list, tuple)):
+            return next((p for p in map(self.problem, value) if p), None)
+        if self.choices is not None:
+            return None if value in self.choices else "must be one of " + ", ".join(map(str, self.choices))
+        too_low = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
+        too_high = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
+        if not (too_low or too_high):
+            return None
+        if self.lo is not None and self.hi is not None:
+            return (f"must lie in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}"
+                    f"{')' if self.hi_open else ']'}")
+        if self.lo is not None:
+            return f"must be {'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"must be {'<' if self.hi_open else '<='} {self.hi:g}"
+
+
+def at_least(lo: float) -> Rule:
+    return Rule(lo=lo)
+
+
+def above(lo: float) -> Rule:
+    return Rule(lo=lo, lo_open=True)
+
+
+def between(lo: float, hi: float, hi_open: bool = False) -> Rule:
+    return Rule(lo=lo, hi=hi, hi_open=hi_open)
+
+
+def one_of(*choices: Any) -> Rule:
+    return Rule(choices=tuple(choices))
+
+
+#: config dataclass -> {field: Rule}; every int and float field of a registered config has one (a test says so)
+FIELD_RULES: dict[type, dict[str, Rule]] = {}
+
+
+def field_rules(cls: type, **rules: Rule) -> None:
+    """Register the value rules of config dataclass ``cls`` (field names are checked)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(rules) - names)
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field {unknown[0]!r} to give a rule")
+    FIELD_RULES.setdefault(cls, {}).update(rules)
+
+
+#: training precisions (``engine.devices`` reads this too)
+PRECISIONS = ("auto", "bf16", "fp32")
+
+field_rules(DataConfig, fold=at_least(0), num_folds=at_least(2), val_fraction=between(0, 1, hi_open=True),
+            num_workers=at_least(0), synth_identities=at_least(1), synth_images_per_identity=at_least(1),
+            synth_confounding=between(0, 1), synth_seed=at_least(0), synth_size=at_least(16))
+field_rules(TrainConfig, epochs=at_least(1), batch_size=at_least(1), lr=above(0), seed=at_least(0),
+            precision=one_of(*PRECISIONS), max_steps=at_least(1), limit_batches=at_least(1), log_every=at_least(1),
+            eval_every=at_least(0), max_nonfinite_in_row=at_least(1), grad_clip=above(0))
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def check_rules(obj: Any, prefix: str) -> None:
+    """Raise ConfigError naming the key of the first field of ``obj`` that breaks its rule."""
+    for name, rule in FIELD_RULES.get(type(obj), {}).items():
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        problem = rule.problem(value)
+        if problem:
+            raise ConfigError(f"Config key '{prefix}{name}' {problem}, got {value!r}.")
+    if isinstance(obj, TrainConfig) and not _DEVICE.match(obj.device.strip().lower()):
+        raise ConfigError(f"Config key '{prefix}device' must be auto, cpu, cuda or cuda:N, got {obj.device!r}.")
+
+
 # --- conversion ---------------------------------------------------------------------------------------
+
+def _bad(where: str, what: str, value: Any, hint: str = "") -> ConfigError:
+    shown = "null" if value is None else repr(value)
+    return ConfigError(f"Config key '{where}' must be {what}, got {shown}{hint}.")
+
+
+def _number(value: Any, tp: type, where: str) -> int | float:
+    """An int or a finite float from a YAML/CLI value; "3.5" for an int, booleans and null are refused."""
+    what = "an integer" if tp is int else "a number"
+    given = value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed: Any = int(text) if tp is int else float(text)
+        except ValueError:
+            parsed = yaml.safe_load(text) if text else None
+            if isinstance(parsed, str) or parsed is None:
+                raise _bad(where, what, value) from None
+        value = parsed
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad(where, what, given)
+    if not math.isfinite(value):
+        raise _bad(where, "a finite number", given)
+    if tp is int:
+        if value != int(value):
+            raise _bad(where, what, given)
+        return int(value)
+    return float(value)
+
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Convert a YAML/CLI value to the annotated type, or raise ConfigError naming the key."""
@@ -101,45 +216,44 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"Config key '{where}' must be a mapping, got {value!r}.")
+            raise _bad(where, "a mapping", value)
         return from_dict(tp, value, prefix=where + ".")
     if origin in (list, tuple):
         if isinstance(value, str):
             value = yaml.safe_load(value)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"Config key '{where}' must be a list, got {value!r}.")
-        inner = args[0] if args else Any
-        items = [_coerce(v, inner, where) for v in value]
+            raise _bad(where, "a list", value)
+        fixed = origin is tuple and args and Ellipsis not in args
+        if fixed and len(value) != len(args):
+            raise _bad(where, f"a list of {len(args)} values", value)
+        inner = list(args) if fixed else [args[0] if args else Any] * len(value)
+        items = [_coerce(v, t, where) for v, t in zip(value, inner, strict=True)]
         return tuple(items) if origin is tuple else items
     if origin is dict or tp is dict:
         if isinstance(value, str):
             value = yaml.safe_load(value)
         if not isinstance(value, dict):
-            raise ConfigError(f"Config key '{where}' must be a mapping, got {value!r}.")
+            raise _bad(where, "a mapping", value)
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
             return value.lower() in ("true", "1", "yes", "on")
-        raise ConfigError(f"Config key '{where}' must be true or false, got {value!r}.")
+        raise _bad(where, "true or false", value)
     if tp in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"Config key '{where}' must be a number, got {value!r}.")
-        try:
-            v = tp(value) if not isinstance(value, str) else tp(yaml.safe_load(value))
-        except (TypeError, ValueError):
-            raise ConfigError(f"Config key '{where}' must be a {tp.__name__}, got {value!r}.") from None
-        if tp is int and isinstance(value, float) and value != int(value):
-            raise ConfigError(f"Config key '{where}' must be an integer, got {value!r}.")
-        return v
+        return _number(value, tp, where)
     if tp is str:
-        return str(value)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        raise _bad(where, "a string", value, " (YAML reads no/yes/off/on as booleans and null as nothing: quote it)")
     return value
 
 
 def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping; unknown keys raise ConfigError."""
+    """Build dataclass ``cls`` from a mapping; unknown keys and values breaking a field's rule raise ConfigError."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -148,7 +262,9 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
             f"Unknown config key '{prefix}{unknown[0]}'; {cls.__name__} has: {', '.join(sorted(names))}."
         )
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    check_rules(obj, prefix)
+    return obj
 
 
 def build_experiment(method: str, data: dict | None = None, train: dict | None = None,

@@ -134,7 +134,7 @@ class DICEFER(CheckpointedModel):
     def train(self, train_loader, val_loader=None, epochs: int = 100, learning_rate: float = 1e-4,
               progress: bool = True) -> list[dict]:
         """Run stages 1-3, ``epochs`` each (unless stageN_epochs were given); returns per-epoch records."""
-        from ferkit.engine.logging import progress_enabled
+        from ferkit.engine.logging import progress_bar, progress_enabled
         from ferkit.engine.method import StepContext
 
         self.cfg.train.epochs, self.cfg.train.lr = epochs, learning_rate
@@ -165,8 +165,9 @@ class DICEFER(CheckpointedModel):
                 steps = skipped = 0
                 batches = train_loader
                 if progress_enabled(progress):
-                    from tqdm import tqdm
-                    batches = tqdm(train_loader, desc=f"{phase.name} {epoch + 1}/{phase.epochs}", leave=False)
+                    total = len(train_loader) if hasattr(train_loader, "__len__") else None
+                    batches = progress_bar(train_loader, total, f"{phase.name} {epoch + 1}/{phase.epochs}",
+                                           unit="batch")
                 for raw in batches:
                     b = self._to_batch(raw)
                     if phase.batch_kind == "pairs":

@@ -99,7 +99,7 @@ class UAFER(CheckpointedModel):
     def train(self, train_loader, val_loader=None, epochs: int = 50, learning_rate: float = 1e-4,
               progress: bool = True) -> list[dict]:
         """Fine-tune for ``epochs`` (warmup + cosine lr set every iteration); returns per-epoch records."""
-        from ferkit.engine.logging import progress_enabled
+        from ferkit.engine.logging import progress_bar, progress_enabled
         from ferkit.engine.method import StepContext
 
         self.cfg.train.epochs, self.cfg.train.lr = epochs, learning_rate
@@ -127,8 +127,8 @@ class UAFER(CheckpointedModel):
             steps = 0
             batches = train_loader
             if progress_enabled(progress):
-                from tqdm import tqdm
-                batches = tqdm(train_loader, desc=f"UA-FER {epoch + 1}/{epochs}", leave=False)
+                batches = progress_bar(train_loader, ctx.iters_per_epoch, f"UA-FER {epoch + 1}/{epochs}",
+                                       unit="batch")
             for i, raw in enumerate(batches):
                 ctx.iteration, ctx.refused_in_step = i, False
                 out = meth.train_step(phase, self._to_batch(raw), ctx)

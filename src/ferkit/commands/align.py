@@ -36,7 +36,7 @@ def run(args) -> int:
     from ferkit.data.faces import FaceDetector, align_face, template_landmarks
     from ferkit.data.io import read_image
     from ferkit.errors import FerkitError, ImageReadError
-    from ferkit.inference.inputs import expand_inputs, unique_outputs
+    from ferkit.inference.inputs import expand_inputs, nothing_found, unique_outputs
 
     template_landmarks(args.size, args.template)            # unknown template names fail before any work
     if args.size < 16:
@@ -45,7 +45,7 @@ def run(args) -> int:
     for note in notes:
         print(f"ferkit align: {note}", file=sys.stderr)
     if not items:
-        raise FerkitError("No images found in the given inputs; pass image files or folders holding them.")
+        raise FerkitError(nothing_found(args.inputs, videos=False))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     detector = FaceDetector(device=args.device, min_face_size=args.min_face)

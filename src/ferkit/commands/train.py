@@ -156,10 +156,11 @@ def run(args: argparse.Namespace) -> int:
             accs.append(test["accuracy"])
             mcas.append(test["mean_class_accuracy"])
     if accs:
-        import numpy as np
+        from ferkit.report.evaluation import mean_and_std
 
-        print(f"{len(accs)} folds: accuracy {np.mean(accs):.4f} ± {np.std(accs):.4f}, "
-              f"mean class accuracy {np.mean(mcas):.4f} ± {np.std(mcas):.4f}")
+        (acc, acc_sd), (mca, mca_sd) = mean_and_std(accs), mean_and_std(mcas)
+        print(f"{len(accs)} folds: accuracy {acc:.4f} ± {acc_sd:.4f}, mean class accuracy {mca:.4f} ± {mca_sd:.4f} "
+              "(sample std over folds)")
     return 0
 
 

@@ -127,10 +127,9 @@ def prepare_cache(samples: list[Sample], pre: Preprocessing, cache_dir: str | Pa
             img = np.repeat(img[:, :, None], 3, axis=2)
         arr[i] = img
 
-    from tqdm import tqdm
+    from ferkit.engine.logging import progress_bar
 
-    bar = tqdm(total=len(samples), desc="preparing image cache", unit="img",
-               disable=not progress or bool(os.environ.get("FERKIT_NO_PROGRESS")))
+    bar = progress_bar(total=len(samples), desc="preparing image cache", unit="img", enabled=progress)
     n_threads = 1 if align else (threads or min(4, os.cpu_count() or 1))
     try:
         with ThreadPoolExecutor(max_workers=n_threads) as pool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,12 +210,11 @@ def _render_chunk(job: tuple[list[dict], int, int]) -> list[np.ndarray]:
 def render_rows(rows: list[dict], size: int, seed: int, workers: int = 1,
                 progress: bool = False) -> list[np.ndarray]:
     """Images for ``rows``; ``workers`` > 1 splits the rows over processes (same bytes either way)."""
-    from tqdm import tqdm
+    from ferkit.engine.logging import progress_bar
 
     step = 64
     jobs = [(rows[a:a + step], size, seed) for a in range(0, len(rows), step)]
-    bar = tqdm(total=len(rows), unit="img", desc="SynthFER",
-               disable=not progress or bool(os.environ.get("FERKIT_NO_PROGRESS")))
+    bar = progress_bar(total=len(rows), desc="SynthFER", unit="img", enabled=progress)
     out: list[np.ndarray] = []
     if workers <= 1 or len(jobs) < 2:
         chunks = map(_render_chunk, jobs)

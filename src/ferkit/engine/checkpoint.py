@@ -106,11 +106,40 @@ def _read_header(path: Path) -> dict:
         raise CheckpointError(f"{what} (unreadable header); pass a .safetensors file written by ferkit train.") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{what} (unreadable header); pass a .safetensors file written by ferkit train.")
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    problem = _header_problem(header)
+    if problem:
+        raise CheckpointError(f"Checkpoint {path} has a malformed safetensors header ({problem}); it is damaged "
+                              "or not a safetensors file, so use another checkpoint.")
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
     if 8 + n + max(ends, default=0) > size:
         raise CheckpointError(f"Checkpoint {path} is truncated ({size} bytes, needs {8 + n + max(ends)}); "
                               "copy it again or use another checkpoint.")
     return header
+
+
+def _header_problem(header: dict) -> str | None:
+    """What is wrong with a parsed safetensors header (None if it has the format's shape).
+
+    The format: ``{"__metadata__": {str: str}, NAME: {"dtype": str, "shape": [int...], "data_offsets": [a, b]}}``
+    with 0 <= a <= b.
+    """
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        return "__metadata__ is not a mapping of strings"
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict):
+            return f"tensor '{name}' is described by {type(entry).__name__}, not a mapping"
+        offsets, shape = entry.get("data_offsets"), entry.get("shape")
+        if not isinstance(entry.get("dtype"), str):
+            return f"tensor '{name}' has no dtype"
+        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+            return f"tensor '{name}' has no valid shape"
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            return f"tensor '{name}' has no valid data_offsets"
+    return None
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -128,7 +157,11 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not a ferkit checkpoint (no 'ferkit' metadata); "
                               "pass a checkpoint written by ferkit train.")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if type(version) is not int:
+        raise CheckpointError(f"Checkpoint {path} has a malformed format_version {version!r} in its ferkit "
+                              "metadata; it is damaged, so use another checkpoint.")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"Checkpoint {path} has format version {meta['format_version']}, newer than this "
                               f"ferkit reads ({FORMAT_VERSION}); upgrade ferkit.")
     try:

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 
+from ferkit.config import PRECISIONS
 from ferkit.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def resolve_device(spec: str = "auto", local_rank: int | None = None) -> torch.device:

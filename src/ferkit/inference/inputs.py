@@ -59,6 +59,14 @@ def expand_inputs(inputs: list[str | Path]) -> tuple[list[InputItem], list[str]]
     return items, notes
 
 
+def nothing_found(inputs: list[str | Path], videos: bool = True) -> str:
+    """The sentence for folders that held nothing to process: where ferkit looked and for which suffixes."""
+    where = ", ".join(str(p) for p in inputs)
+    what, suffixes = ("images or videos", IMAGE_SUFFIXES + VIDEO_SUFFIXES) if videos else ("images", IMAGE_SUFFIXES)
+    return (f"No {what} found in {where}: searched recursively for files ending in {' '.join(suffixes)} "
+            "(hidden files and folders skipped); pass files or folders holding them.")
+
+
 def unique_outputs(items: list[InputItem]) -> list[Path]:
     """Output stems (relative paths without suffix) for the items, made unique with -2, -3 ... suffixes."""
     seen: dict[str, int] = {}

@@ -49,8 +49,20 @@ def video_info(path: str | Path) -> tuple[float, int]:
     return (fps if fps and fps > 0 else DEFAULT_FPS), count
 
 
+def frame_time(cap, idx: int, fps: float) -> float:
+    """Seconds of the frame just grabbed: the container's own timestamp (``CAP_PROP_POS_MSEC``, the frame's
+    presentation time from the stream start), right for variable-frame-rate phone videos where ``idx / fps``
+    drifts; ``idx / fps`` only where the backend gives no timestamp (0 past the first frame)."""
+    import cv2
+
+    ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+    if ms > 0 or (idx == 0 and ms == 0):
+        return round(ms / 1000.0, 4)
+    return round(idx / fps, 4)
+
+
 def iter_frames(path: str | Path, every: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
-    """(frame index, seconds, RGB uint8 frame) for every ``every``-th frame."""
+    """(frame index, seconds (:func:`frame_time`), RGB uint8 frame) for every ``every``-th frame."""
     import cv2
 
     fps, _ = video_info(path)
@@ -62,10 +74,11 @@ def iter_frames(path: str | Path, every: int = 1) -> Iterator[tuple[int, float, 
             if not ok:
                 break
             if idx % every == 0:
+                t = frame_time(cap, idx, fps)
                 ok, bgr = cap.retrieve()
                 if not ok or bgr is None:
                     break
-                yield idx, round(idx / fps, 4), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                yield idx, t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             idx += 1
     finally:
         cap.release()

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferkit.config import register_method_config
+from ferkit.config import at_least, between, field_rules, one_of, register_method_config
 from ferkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from ferkit.data.transforms import AUGMENTS
 from ferkit.engine.method import Method, Phase, Prediction, StepContext
 from ferkit.errors import ConfigError
 from ferkit.methods.registry import register_method
@@ -36,6 +37,11 @@ class BaselineConfig:
     beta2: float = 0.999             # Adam beta2
     label_smoothing: float = 0.0     # cross-entropy label smoothing
 
+
+field_rules(BaselineConfig, image_size=at_least(32), channels=one_of(1, 3), gray_mode=one_of("replicate", "mean"),
+            augment=one_of(*AUGMENTS), whitening=one_of("none", "per_image"), align=one_of("auto", "mtcnn5", "none"),
+            weight_decay=at_least(0), beta1=between(0, 1, hi_open=True), beta2=between(0, 1, hi_open=True),
+            label_smoothing=between(0, 1, hi_open=True))
 
 @register_method("baseline")
 class BaselineMethod(Method):

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferkit.config import register_method_config
+from ferkit.config import Rule, at_least, field_rules, one_of, register_method_config
 from ferkit.data.preprocessing import Preprocessing
+from ferkit.data.transforms import AUGMENTS
 from ferkit.engine.method import Method, Phase, Prediction, StepContext
 from ferkit.errors import ConfigError
 from ferkit.losses.mi import DVEma, critic_mi
@@ -77,6 +78,18 @@ class DiceFerConfig:
     stage1_epochs: int | None = None        # epochs of stage 1
     stage2_epochs: int | None = None        # epochs of stage 2
     stage3_epochs: int | None = None        # epochs of stage 3
+
+
+field_rules(DiceFerConfig, feature_dim=at_least(1), tap=one_of("layer4", "layer3"),
+            code_from=one_of("pooled", "flatten"), gray_mode=one_of("replicate", "mean"), image_size=at_least(16),
+            channels=one_of(1, 3),
+            whitening=one_of("per_image", "none"), align=one_of("auto", "mtcnn5", "none"), augment=one_of(*AUGMENTS),
+            estimator=one_of("dv", "jsd", "infonce"), local_reduction=one_of("sum", "mean"),
+            marginal=one_of("permute", "roll"), ema_rate=Rule(lo=0, hi=1, lo_open=True),
+            critic_hidden=at_least(1), mu_exp=at_least(0), nu_exp=at_least(0), delta=at_least(0), mu_id=at_least(0),
+            nu_id=at_least(0), zeta_adv=at_least(0), disc_hidden=at_least(1), classifier_hidden=at_least(1),
+            test_encoder=one_of("m", "mean"), frozen_cache=one_of("auto", "on", "off"), frozen_cache_mb=at_least(0),
+            stage1_epochs=at_least(0), stage2_epochs=at_least(0), stage3_epochs=at_least(1))
 
 
 @register_method("dicefer")

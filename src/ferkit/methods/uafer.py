@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferkit.config import register_method_config
+from ferkit.config import Rule, above, at_least, between, field_rules, one_of, register_method_config
 from ferkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from ferkit.data.transforms import AUGMENTS
 from ferkit.engine.method import Method, Phase, Prediction, StepContext
 from ferkit.errors import ConfigError
 from ferkit.losses.evidential import annealing_coef, evidential_loss
@@ -84,6 +85,15 @@ class UAFerConfig:
         """The effective value of a variant-dependent option."""
         value = getattr(self, key)
         return VARIANTS[self.variant][key] if value is None else value
+
+
+field_rules(UAFerConfig, variant=one_of(*VARIANTS), alpha=between(0, 1), topk=at_least(1), fix_layer=at_least(-1),
+            layer_decay=Rule(lo=0, hi=1, lo_open=True), weight_decay=at_least(0), warmup_epochs=at_least(0),
+            min_lr=at_least(0), lamda_kd=at_least(0), lamda_ruc=at_least(0), evidence=one_of("relu", "exp", "softplus"),
+            fusion=one_of("score", "ds"), loss_type=one_of("mse", "log", "digamma"),
+            annealing=one_of("step", "exp"), annealing_step=above(0), teacher_view=one_of("same", "augmented"),
+            augment=one_of(*AUGMENTS), image_size=at_least(16), align=one_of("none", "mtcnn5"),
+            teacher_cache=one_of("auto", "on", "off"), teacher_cache_size=at_least(0))
 
 
 def prompt_words(label_space, class_names: list[str] | None) -> list[str]:

@@ -119,6 +119,13 @@ def headline(m: dict) -> dict:
     return h
 
 
+def mean_and_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof = 1; 0.0 for a single value) of per-fold numbers: the one
+    spread ferkit reports over folds, in ``train --folds all`` and in ``evaluate --folds all`` alike."""
+    vals = np.asarray(values, dtype=np.float64)
+    return float(vals.mean()), float(vals.std(ddof=1)) if vals.size > 1 else 0.0
+
+
 def aggregate_folds(per_fold: list[dict]) -> dict:
     """Mean and standard deviation (ddof = 1 when there are >= 2 folds) of each headline number.
 
@@ -131,6 +138,5 @@ def aggregate_folds(per_fold: list[dict]) -> dict:
     for key, _ in HEADLINE:
         vals = np.array([r[key] for r in rows if r.get(key) is not None], dtype=np.float64)
         if vals.size:
-            mean[key] = float(vals.mean())
-            std[key] = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
+            mean[key], std[key] = mean_and_std(vals)
     return {"num_folds": len(rows), "mean": mean, "std": std, "per_fold": rows}

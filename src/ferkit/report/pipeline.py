@@ -58,7 +58,7 @@ class DataSource:
     """Loads a dataset once and selects splits/folds from it (the checkpoint's own data config or a named one)."""
 
     def __init__(self, cfg_data, dataset: str | None, data_path: str | None, options: dict):
-        from ferkit.data.datasets import load_all, synth_render_options
+        from ferkit.data.datasets import load_all, synth_options
 
         self.own = dataset is None
         if self.own:
@@ -68,7 +68,7 @@ class DataSource:
             self.name, self.root = cfg_data.dataset, cfg_data.data_path or None
             self.options = {**(cfg_data.options or {}), **options}
             self.num_folds, self.val_fraction = cfg_data.num_folds, cfg_data.val_fraction
-            self.result = load_all(self.name, self.root, synth=synth_render_options(cfg_data), **self.options)
+            self.result = load_all(self.name, self.root, synth=synth_options(cfg_data), **self.options)
         else:
             self.name, self.root, self.options = dataset, data_path or None, dict(options)
             self.num_folds = cfg_data.num_folds if cfg_data is not None else 10

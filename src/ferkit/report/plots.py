@@ -50,28 +50,48 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: str | Path,
     return _save(fig, path)
 
 
-def plot_reliability(bins: dict, path: str | Path, ece: float | None = None) -> Path:
-    """Reliability diagram: per-bin accuracy bars against the diagonal, plus the bin-fraction histogram."""
+def reliability_bars(bins: dict) -> dict:
+    """The bars of a reliability diagram: every bin ECE sums over, none dropped.
+
+    ``bins`` from :func:`ferkit.metrics.calibration.reliability_bins`: M equal-width bins over [0, 1) and, in
+    the torchmetrics convention ECE follows, one more bin for confidences of exactly 1.0; that bin is drawn
+    just right of 1 (x in [1, 1 + 1/M]). Returns arrays "x" (bar centres), "width", "accuracy",
+    "confidence", "fraction", so that sum(fraction) = 1 and sum(|accuracy - confidence| * fraction) = ECE.
+    """
     edges = np.asarray(bins["edges"])
     m = len(edges) - 1
-    acc, conf, frac = (np.asarray(bins[k])[:m] for k in ("accuracy", "confidence", "fraction"))
     width = 1.0 / m
-    centers = edges[:-1] + width / 2
+    acc, conf, frac = (np.asarray(bins[k], dtype=float) for k in ("accuracy", "confidence", "fraction"))
+    x = edges[:-1] + width / 2
+    if len(frac) == m + 1:                                       # the confidence == 1.0 bin
+        x = np.r_[x, 1.0 + width / 2]
+    return {"x": x, "width": width, "accuracy": acc, "confidence": conf, "fraction": frac}
+
+
+def plot_reliability(bins: dict, path: str | Path, ece: float | None = None) -> Path:
+    """Reliability diagram: per-bin accuracy bars against the diagonal, plus the bin-fraction histogram;
+    the bars are exactly the bins the ECE in the title sums over (:func:`reliability_bars`)."""
+    bars = reliability_bars(bins)
+    x, width, acc, conf, frac = (bars[k] for k in ("x", "width", "accuracy", "confidence", "fraction"))
+    right = 1.0 + width if len(x) * width > 1.0 + 1e-9 else 1.0
     fig = _figure(5.0, 5.4)
     ax = fig.add_axes((0.13, 0.36, 0.82, 0.56))
     nz = frac > 0
-    ax.bar(centers[nz], acc[nz], width=width, edgecolor="#1f4e79", color="#5b9bd5", label="accuracy")
-    ax.bar(centers[nz], conf[nz] - acc[nz], bottom=acc[nz], width=width, color="#f4b183", alpha=0.6,
+    ax.bar(x[nz], acc[nz], width=width, edgecolor="#1f4e79", color="#5b9bd5", label="accuracy")
+    ax.bar(x[nz], conf[nz] - acc[nz], bottom=acc[nz], width=width, color="#f4b183", alpha=0.6,
            edgecolor="#c55a11", label="gap to confidence")
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-    ax.set_xlim(0, 1)
+    if right > 1.0:
+        ax.axvline(1.0, color="#7f7f7f", lw=0.8)
+        ax.text(1.0 + width / 2, 0.02, "= 1", ha="center", fontsize=7)
+    ax.set_xlim(0, right)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
     ax.set_title("Reliability diagram" + (f" (ECE = {ece:.3f})" if ece is not None else ""))
     ax.legend(loc="upper left", fontsize=8)
     ax2 = fig.add_axes((0.13, 0.09, 0.82, 0.18))
-    ax2.bar(centers, frac, width=width, color="#7f7f7f")
-    ax2.set_xlim(0, 1)
+    ax2.bar(x, frac, width=width, color="#7f7f7f")
+    ax2.set_xlim(0, right)
     ax2.set_xlabel("confidence (max probability)")
     ax2.set_ylabel("fraction")
     fig.savefig(Path(path), format="png")

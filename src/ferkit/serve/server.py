@@ -1,8 +1,10 @@
 """Running the app under uvicorn: in the foreground (``ferkit serve``) or in a background thread (tests,
-benchmarks), always on an address the caller names."""
+benchmarks), always on an address the caller names: IPv4 (``127.0.0.1``, ``0.0.0.0``), IPv6 (``::1``,
+``[::1]``, ``::``) or a name such as ``localhost``."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
@@ -11,10 +13,34 @@ from typing import Any
 from ferkit.errors import FerkitError
 
 
+def listen_host(host: str) -> tuple[str, socket.AddressFamily]:
+    """``host`` without IPv6 brackets, and the address family to listen with; a name that does not resolve
+    is a FerkitError."""
+    bare = host.strip()
+    if bare.startswith("[") and bare.endswith("]"):
+        bare = bare[1:-1]
+    try:
+        return bare, socket.AF_INET6 if ipaddress.ip_address(bare).version == 6 else socket.AF_INET
+    except ValueError:
+        pass
+    try:
+        return bare, socket.getaddrinfo(bare, None, type=socket.SOCK_STREAM)[0][0]
+    except (socket.gaierror, UnicodeError, IndexError):
+        raise FerkitError(f"--host {host} is neither an IP address nor a name this machine resolves; use e.g. "
+                          "127.0.0.1, ::1 or 0.0.0.0.") from None
+
+
+def url_for(host: str, port: int) -> str:
+    """``http://HOST:PORT`` with an IPv6 address in brackets (``http://[::1]:8000``)."""
+    bare, _ = listen_host(host)
+    return f"http://[{bare}]:{port}" if ":" in bare else f"http://{bare}:{port}"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
+    bare, family = listen_host(host)
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((bare, 0))
         return int(s.getsockname()[1])
 
 
@@ -30,12 +56,14 @@ def serve_forever(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level
     """Serve until interrupted; a port already in use is a FerkitError with one sentence."""
     import uvicorn
 
+    bare, family = listen_host(host)
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, int(port)))
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((bare, int(port)))
     except OSError as e:
-        raise FerkitError(f"Cannot listen on {host}:{port} ({e.strerror}); pick another --port or --host.") from None
-    uvicorn.Server(_config(app, host, port, log_level, access_log=True)).run()
+        raise FerkitError(f"Cannot listen on {host} port {port} ({e.strerror}); pick another --port or "
+                          "--host.") from None
+    uvicorn.Server(_config(app, bare, port, log_level, access_log=True)).run()
 
 
 class BackgroundServer:
@@ -45,15 +73,15 @@ class BackgroundServer:
                  log_level: str = "warning", start_timeout: float = 30.0):
         import uvicorn
 
-        self.host = host
-        self.port = port or free_port(host)
+        self.host, _ = listen_host(host)
+        self.port = port or free_port(self.host)
         self.server = uvicorn.Server(_config(app, self.host, self.port, log_level, access_log=False))
         self.start_timeout = start_timeout
         self.thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return url_for(self.host, self.port)
 
     def __enter__(self) -> BackgroundServer:
         self.thread = threading.Thread(target=self.server.run, name="ferkit-serve", daemon=True)

@@ -115,9 +115,9 @@ def load_dataset(name: str, root: str | Path | None, split: str = "train", fold:
     return select(name, result, split, root, fold, num_folds, seed, val_fraction)
 
 
-def synth_render_options(data) -> dict:
+def synth_options(data) -> dict[str, Any]:
     """The in-memory SynthFER rendering a ``DataConfig`` asks for (every ``synth_*`` field): training and
-    evaluation both render from this, so a run is scored on the very test set it was trained beside."""
+    ``ferkit evaluate`` both render from this, so a run is scored on the very images it was split from."""
     return {"identities": data.synth_identities, "images_per_identity": data.synth_images_per_identity,
             "confounding": data.synth_confounding, "seed": data.synth_seed, "size": data.synth_size}
 
@@ -126,7 +126,7 @@ def splits_from_config(data) -> dict[str, DatasetSplit]:
     """{"train", "val", "test"} splits for a ``DataConfig`` (val may be empty). Dataset "synthetic" with an
     empty ``data_path`` is rendered in memory from the ``synth_*`` fields."""
     options = dict(data.options or {})
-    result = load_all(data.dataset, data.data_path, synth=synth_render_options(data), **options)
+    result = load_all(data.dataset, data.data_path, synth=synth_options(data), **options)
     root = data.data_path or None
     seed = int(options.get("fold_seed", 0))
     return {split: select(data.dataset, result, split, root, data.fold, data.num_folds, seed, data.val_fraction)
