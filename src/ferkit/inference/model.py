@@ -24,7 +24,9 @@ import numpy as np
 from ferkit.data.preprocessing import Preprocessing
 from ferkit.errors import CheckpointError, FerkitError
 from ferkit.inference.engines import OnnxEngine, TorchEngine
-from ferkit.inference.rows import error_row, face_row
+from ferkit.inference.pending import PendingFaces
+from ferkit.inference.rows import error_row
+from ferkit.inference.video import predict_video
 
 UNCERTAINTY_KINDS = {
     "evidential": "evidential u = C / S of the Dirichlet (UA-FER); in [0, 1], higher is less certain",
@@ -160,8 +162,6 @@ class FERModel:
     def iter_predict(self, inputs: Any, aligned: bool = False, abstain_above: float | None = None,
                      batch_size: int = 32, every: int = 1, smooth: float = 0.0) -> Iterator[dict]:
         """``predict`` as a stream: rows come out in input order as each batch of faces is classified."""
-        from ferkit.inference.video import predict_video
-
         if batch_size < 1 or every < 1:
             raise FerkitError("--batch-size and --every must be at least 1.")
         pending = PendingFaces(self, batch_size, abstain_above)
@@ -182,38 +182,6 @@ class FERModel:
             if pending.full():
                 yield from pending.flush()
         yield from pending.flush()
-
-
-class PendingFaces:
-    """Rows waiting for their batch: ``add`` rows (with a crop when they are faces), ``flush`` in order."""
-
-    def __init__(self, model: FERModel, batch_size: int, abstain_above: float | None):
-        self.model, self.batch_size, self.abstain_above = model, batch_size, abstain_above
-        self.rows: list[dict] = []
-        self.crops: list[np.ndarray] = []
-
-    def add(self, row: dict, crop: np.ndarray | None = None) -> None:
-        if crop is not None:
-            row["_crop"] = len(self.crops)
-            self.crops.append(crop)
-        self.rows.append(row)
-
-    def full(self) -> bool:
-        return len(self.crops) >= self.batch_size
-
-    def flush(self) -> list[dict]:
-        rows, crops = self.rows, self.crops
-        self.rows, self.crops = [], []
-        res = self.model.predict_crops(crops, self.batch_size) if crops else {}
-        out = []
-        for row in rows:
-            if "_crop" not in row:
-                out.append(row)
-                continue
-            i = row.pop("_crop")
-            out.append(face_row(row, row.pop("_face"), res["probs"][i], float(res["uncertainty"][i]),
-                                self.model.classes, self.abstain_above))
-        return out
 
 
 def _sources(inputs: Any) -> Iterable[tuple[str, str, Any]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.inference.pending import PendingFaces
 from ferkit.inference.rows import error_row, set_prediction
 
 DEFAULT_FPS = 25.0
@@ -74,8 +75,6 @@ def iter_frames(path: str | Path, every: int = 1) -> Iterator[tuple[int, float, 
 def predict_video(model, path: Path, name: str, aligned: bool, abstain_above: float | None,
                   batch_size: int, every: int, smooth: float) -> list[dict]:
     """Rows for one video (one per face per processed frame), tracked and optionally smoothed."""
-    from ferkit.inference.model import PendingFaces
-
     pending = PendingFaces(model, batch_size, abstain_above)
     rows: list[dict] = []
     frames = 0
