@@ -78,16 +78,25 @@ def predict_video(model, path: Path, name: str, aligned: bool, abstain_above: fl
     pending = PendingFaces(model, batch_size, abstain_above)
     rows: list[dict] = []
     frames = 0
-    try:
-        for idx, t, rgb in iter_frames(path, every):
-            frames += 1
-            faces, crops = model.align(rgb, aligned)
+    group: list[tuple[int, float, np.ndarray]] = []     # frames awaiting detection (together: one size)
+
+    def detect_group() -> None:
+        for (idx, t, _), (faces, crops) in zip(group, model.align_batch([g[2] for g in group], aligned), strict=True):
             if not faces:
                 pending.add(error_row(name, "no face found", status="no_face", frame=idx, time=t))
             for k, (face, crop) in enumerate(zip(faces, crops, strict=True)):
                 pending.add({"file": name, "face": k, "frame": idx, "time": t, "_face": face}, crop)
+        group.clear()
+
+    try:
+        for idx, t, rgb in iter_frames(path, every):
+            frames += 1
+            group.append((idx, t, rgb))
+            if len(group) >= batch_size:
+                detect_group()
             if pending.full():
                 rows += pending.flush()
+        detect_group()
     except FerkitError as e:
         return [error_row(name, str(e))]
     rows += pending.flush()
