@@ -1,7 +1,7 @@
 """Inference speed: faces per second for DICE-FER and UA-FER, torch fp32 vs bf16 vs onnxruntime.
 
     .venv/bin/python benchmarks/bench_inference.py [--models dicefer uafer-tiny uafer-vitb16]
-        [--batch 16] [--faces 48] [--photos 6] [--repeats 3] [--threads 2] [--device cpu] [--out x.json]
+        [--batch 64] [--faces 128] [--photos 8] [--repeats 3] [--threads 2] [--device cpu] [--out x.json]
 
 For each model (random weights: speed does not depend on them) and each engine, side by side in one
 run, it measures
@@ -9,13 +9,21 @@ run, it measures
   * with detection: whole photos (scikit-image's astronaut, 512x512, one face each) -> MTCNN -> align
     -> forward, i.e. what ``ferkit predict photo.jpg`` does per image (faces/s).
 Each figure is the median of --repeats timed runs after a warm-up, and the engines' runs are
-interleaved so background load hits them alike; ratios are against torch fp32 of the same model.
-DICE-FER's prediction runs both encoders (expression and identity), as ``predict`` does.
+interleaved so background load hits them alike; ratios are against "torch-fp32-plain", the path predict
+took before: both DICE-FER encoders (expression and identity), contiguous memory, one image per
+preprocessing call. "torch-fp32"/"torch-bf16" are today's predict: the expression path only,
+channels-last, batched preprocessing. With detection, the share of predict's time spent in MTCNN is
+reported, and MTCNN over the photos together (one pass: they share a size) beside one photo at a time.
+bf16 runs at hardware speed only where the CPU has bf16 instructions (AVX512-BF16, AMX, Arm BF16); the
+setup line says which this CPU has. On an AVX2-only CPU bf16 matmuls and convolutions are emulated
+(converted to fp32 and back), several times slower than fp32.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import json
 import statistics
 import tempfile
@@ -27,7 +35,7 @@ MODELS = {
     "uafer-tiny": ("uafer", {"model_size": "tiny"}),
     "uafer-vitb16": ("uafer", {"model_size": "ViT-B-16"}),
 }
-ENGINES = ("torch-fp32", "torch-bf16", "onnx")
+ENGINES = ("torch-fp32-plain", "torch-fp32", "torch-bf16", "onnx")
 
 
 def build_models(key: str, device: str, workdir: Path) -> dict:
@@ -44,6 +52,10 @@ def build_models(key: str, device: str, workdir: Path) -> dict:
     name, model_cfg = MODELS[key]
     cfg = build_experiment(name, data={"dataset": "rafdb"}, model=model_cfg)
     method = get_method(name)(cfg, RAFDB, torch.device(device))
+    plain_method = copy.deepcopy(method)                             # its own weights stay contiguous
+    plain = model_from_method(plain_method, precision="fp32", device=device)
+    plain.engine = TorchEngine(plain_method, precision="fp32", channels_last=False, lean=False)
+    plain.predict_crops = functools.partial(predict_crops_one_by_one, plain)
     fp32 = model_from_method(method, precision="fp32", device=device)
     bf16 = FERModel(TorchEngine(method, precision="bf16"), device=device)
     method_cpu = method if device == "cpu" else get_method(name)(cfg, RAFDB, torch.device("cpu"))
@@ -55,7 +67,21 @@ def build_models(key: str, device: str, workdir: Path) -> dict:
     onnx_path = workdir / f"{key}.onnx"
     parity = export_method_onnx(method_cpu, onnx_path)["max_abs_diff"]
     onnx = FERModel(OnnxEngine.load(onnx_path, device=device), device=device)
-    return {"torch-fp32": fp32, "torch-bf16": bf16, "onnx": onnx, "_parity": parity}
+    return {"torch-fp32-plain": plain, "torch-fp32": fp32, "torch-bf16": bf16, "onnx": onnx, "_parity": parity}
+
+
+def predict_crops_one_by_one(model, crops, batch_size: int = 32) -> dict:
+    """``FERModel.predict_crops`` as it was: each crop through ``FERTransform`` alone, then stacked."""
+    import numpy as np
+    import torch
+
+    from ferkit.data.transforms import FERTransform
+
+    t = FERTransform(model.preprocessing, train=False)
+    parts = [model.engine.forward(torch.stack([t(c) for c in crops[i:i + batch_size]]))
+             for i in range(0, len(crops), batch_size)]
+    return {k: (np.concatenate([p[k] for p in parts]) if parts[0][k] is not None else None)
+            for k in ("probs", "uncertainty", "embedding")}
 
 
 def seconds(fn) -> float:
@@ -84,23 +110,40 @@ def bench_model(key: str, args, workdir: Path) -> dict:
         models[e].predict_crops(crops[:args.batch], args.batch)
         models[e].predict(photos[:1])
     times: dict[str, dict[str, list[float]]] = {e: {"crops": [], "photos": []} for e in ENGINES}
+    det = models["torch-fp32"].detector
+    detect = {"together": [], "one_by_one": []}
     for _ in range(args.repeats):                                  # interleave engines round by round
         for e in ENGINES:
             m = models[e]
             times[e]["crops"].append(seconds(lambda m=m: m.predict_crops(crops, args.batch)))
             times[e]["photos"].append(seconds(lambda m=m: m.predict(photos, batch_size=args.batch)))
+        detect["together"].append(seconds(lambda: det.detect_batch(photos)))
+        detect["one_by_one"].append(seconds(lambda: [det.detect(p) for p in photos]))
+    t_det = statistics.median(detect["together"])
     out = {"model": key, "input": f"{size} px x {models['torch-fp32'].preprocessing.channels} ch",
            "onnx_parity_max_abs_diff": max(models["_parity"].values()), "engines": {}}
     for e in ENGINES:
         c = statistics.median(times[e]["crops"])
         p = statistics.median(times[e]["photos"])
-        out["engines"][e] = {"faces_per_s_aligned": args.faces / c, "faces_per_s_with_detection": args.photos / p}
-    ref = out["engines"]["torch-fp32"]
+        out["engines"][e] = {"faces_per_s_aligned": args.faces / c, "faces_per_s_with_detection": args.photos / p,
+                             "detection_share": min(1.0, t_det / p)}
+    out["mtcnn_photos_per_s"] = {k: args.photos / statistics.median(v) for k, v in detect.items()}
+    ref = out["engines"]["torch-fp32-plain"]
     for e in ENGINES:
         r = out["engines"][e]
         r["ratio_aligned_vs_fp32"] = r["faces_per_s_aligned"] / ref["faces_per_s_aligned"]
         r["ratio_detection_vs_fp32"] = r["faces_per_s_with_detection"] / ref["faces_per_s_with_detection"]
     return out
+
+
+def cpu_bf16() -> str:
+    """The CPU's bf16 instructions as /proc/cpuinfo lists them, or "none (emulated)"."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n", 1)[0].split()
+    except (OSError, IndexError):
+        return "unknown"
+    found = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return ", ".join(found) if found else "none (emulated; AVX2-only)" if "avx2" in flags else "none (emulated)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["dicefer", "uafer-tiny", "uafer-vitb16"], choices=list(MODELS))
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--faces", type=int, default=48, help="aligned crops per timed run")
-    p.add_argument("--photos", type=int, default=6, help="photos per timed run with detection")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--faces", type=int, default=128, help="aligned crops per timed run")
+    p.add_argument("--photos", type=int, default=8, help="photos per timed run with detection")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--device", default="cpu")
@@ -125,12 +168,16 @@ def main(argv: list[str] | None = None) -> int:
             results.append(bench_model(key, args, Path(tmp)))
             r = results[-1]
             print(f"\n{r['model']} ({r['input']}; onnx parity {r['onnx_parity_max_abs_diff']:.1e})")
-            print(f"  {'engine':<11} {'aligned faces/s':>16} {'x fp32':>7} {'with detection':>15} {'x fp32':>7}")
+            print(f"  {'engine':<16} {'aligned faces/s':>16} {'x plain':>8} {'with detection':>15} {'x plain':>8} "
+                  f"{'in MTCNN':>9}")
             for e, v in r["engines"].items():
-                print(f"  {e:<11} {v['faces_per_s_aligned']:>16.1f} {v['ratio_aligned_vs_fp32']:>7.2f} "
-                      f"{v['faces_per_s_with_detection']:>15.2f} {v['ratio_detection_vs_fp32']:>7.2f}")
+                print(f"  {e:<16} {v['faces_per_s_aligned']:>16.1f} {v['ratio_aligned_vs_fp32']:>8.2f} "
+                      f"{v['faces_per_s_with_detection']:>15.2f} {v['ratio_detection_vs_fp32']:>8.2f} "
+                      f"{v['detection_share']:>9.0%}")
+            d = r["mtcnn_photos_per_s"]
+            print(f"  MTCNN photos/s: {d['together']:.2f} together, {d['one_by_one']:.2f} one at a time")
     meta = {"device": args.device, "threads": args.threads, "batch": args.batch, "torch": torch.__version__,
-            "cpu_count": os.cpu_count()}
+            "cpu_count": os.cpu_count(), "cpu_bf16": cpu_bf16()}
     if args.out:
         Path(args.out).write_text(json.dumps({"setup": meta, "results": results}, indent=1))
     print(f"\nsetup: {json.dumps(meta)}")

@@ -5,9 +5,13 @@
     accuracy = model.evaluate(test_loader)          # float in [0, 1]
     mig_score = model.compute_mig_score(test_loader) # modified MIG in nats (METHODS.md A.4)
 
-Loaders may yield plain ``(images, labels)`` tuples (float images (B, C, H, W)) or ferkit's dict batches
+Training is ``ferkit train``'s engine (``api/persistence.py``): ``train(..., out="runs/x")`` keeps a run
+folder (log, metrics.csv, checkpoints), ``resume="runs/x"`` continues it, and with a ``val_loader`` the
+weights of the best stage-3 epoch on it are kept. A loader over a ferkit dataset trains exactly what
+``ferkit train`` trains with the same settings and seed. Other loaders may yield plain ``(images, labels)``
+tuples (uint8 or [0, 1] float images (B, C, H, W), preprocessed as ``ferkit train`` does) or dict batches
 ("image", "expression", "subject", optionally "image_pair"). Without "image_pair", same-expression pairs are
-formed inside each batch (``pair_within_batch``).
+formed inside each batch (``pair_within_batch``), drawn from the seed and the batch's position.
 """
 
 from __future__ import annotations
@@ -16,10 +20,9 @@ import logging
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ferkit.api.persistence import CheckpointedModel
-from ferkit.errors import ConfigError, DataError, TrainingError
+from ferkit.api.persistence import CheckpointedModel, fit_images
+from ferkit.errors import ConfigError, DataError
 
 log = logging.getLogger("ferkit.dicefer")
 _PAPER_KEYS = ("mu_exp", "nu_exp", "mu_id", "nu_id", "zeta_adv", "delta")
@@ -64,7 +67,8 @@ class DICEFER(CheckpointedModel):
                  precision: str = "auto", seed: int = 42, backbone_weights: str | None = None, **options):
         from ferkit.config import build_experiment
         from ferkit.engine.devices import amp_dtype, resolve_device
-        from ferkit.methods.registry import get_method
+        from ferkit.engine.registry import get_method
+        from ferkit.engine.seeding import capture_rng, seed_everything
 
         model = {"feature_dim": feature_dim, "mu_exp": 0.5 * lambda_exp, "nu_exp": 1.0 * lambda_exp,
                  "mu_id": 0.5 * lambda_id, "nu_id": 1.0 * lambda_id, "zeta_adv": lambda_adv}
@@ -74,10 +78,11 @@ class DICEFER(CheckpointedModel):
             raise ConfigError(f"label_space has {self.label_space.num_classes} classes but num_classes={num_classes}.")
         self.cfg = build_experiment("dicefer", train={"seed": seed, "device": device, "precision": precision,
                                                       "backbone_weights": backbone_weights}, model=model)
-        torch.manual_seed(seed)
+        seed_everything(seed)                  # as ferkit train does before building the method
         self.device = resolve_device(device)
         self.amp_dtype = amp_dtype(self.device, precision)
         self.method = get_method("dicefer")(self.cfg, self.label_space, self.device)
+        self._init_rng = capture_rng()         # where ferkit train's steps start drawing from
         self.history: list[dict] = []
         src = "paper keyword" if "zeta_adv" in options else "lambda_adv"
         log.info("DICE-FER weights in force: %s (zeta_adv from %s; the paper's best zeta_adv is 0.025)",
@@ -101,20 +106,17 @@ class DICEFER(CheckpointedModel):
         return out
 
     def _fit_images(self, x: torch.Tensor) -> torch.Tensor:
-        """Float (B, C, H, W) with the model's channels and size (RGB->gray by luminance; bilinear resize)."""
-        pre = self.preprocessing
-        if x.dim() != 4:
-            raise DataError(f"DICEFER expects image batches of shape (B, C, H, W), got {tuple(x.shape)}.")
-        x = x.float()
-        if x.shape[1] == 3 and pre.channels == 1:
-            x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-        elif x.shape[1] == 1 and pre.channels == 3:
-            x = x.repeat(1, 3, 1, 1)
-        elif x.shape[1] != pre.channels:
-            raise DataError(f"DICEFER got images with {x.shape[1]} channels; it takes 1 (gray) or 3 (RGB).")
-        if x.shape[-2:] != (pre.size, pre.size):
-            x = F.interpolate(x, size=(pre.size, pre.size), mode="bilinear", align_corners=False)
-        return x
+        """Float (B, C, S, S) as the model takes it (``fit_images``: ferkit train's preprocessing)."""
+        return fit_images(x, self.preprocessing, "DICEFER")
+
+    def _convert(self, raw, phase, key) -> dict | None:
+        """An engine batch; in pair phases, partners drawn inside the batch from (seed, phase, epoch, batch)."""
+        from ferkit.engine.seeding import derive_seed
+
+        b = self._to_batch(raw)
+        if phase is None or phase.batch_kind != "pairs":
+            return b
+        return self._pairs(b, torch.Generator().manual_seed(derive_seed(self.cfg.train.seed, *key)))
 
     def _pairs(self, b: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor] | None:
         """The batch itself when it carries "image_pair"; otherwise pairs formed inside it (None if < 2)."""
@@ -132,68 +134,16 @@ class DICEFER(CheckpointedModel):
 
     # --- training -----------------------------------------------------------------------------------------
     def train(self, train_loader, val_loader=None, epochs: int = 100, learning_rate: float = 1e-4,
-              progress: bool = True) -> list[dict]:
-        """Run stages 1-3, ``epochs`` each (unless stageN_epochs were given); returns per-epoch records."""
-        from ferkit.engine.logging import progress_bar, progress_enabled
-        from ferkit.engine.method import StepContext
+              progress: bool = True, *, out: str | None = None, resume: str | None = None) -> list[dict]:
+        """Run stages 1-3, ``epochs`` each (unless stageN_epochs were given), through ferkit's engine; returns
+        one record per epoch (phase, epoch, steps, the step's mean scalars, val_accuracy in stage 3).
 
-        self.cfg.train.epochs, self.cfg.train.lr = epochs, learning_rate
-        meth = self.method
-        gen = torch.Generator().manual_seed(self.cfg.train.seed)
-        for phase in meth.phases():
-            phase.epochs = meth.stage_epochs()[phase.name]
-            for opt in phase.optimizers.values():
-                for group in opt.param_groups:
-                    group["lr"] = learning_rate
-            refused = {"row": 0}
-
-            def on_nonfinite(term: str, refused=refused, stage: str = phase.name) -> None:
-                refused["row"] += 1
-                log.warning("DICE-FER %s: step refused (non-finite %s)", stage, term)
-                if refused["row"] > self.cfg.train.max_nonfinite_in_row:
-                    raise TrainingError(f"DICE-FER {stage} refused {refused['row']} steps in a row for "
-                                        "non-finite values; lower learning_rate or check the inputs.")
-
-            ctx = StepContext(phase.optimizers, self.device, self.amp_dtype, on_nonfinite=on_nonfinite)
-            meth.on_phase_start(phase)
-            for epoch in range(phase.epochs):
-                meth.train_mode(phase)
-                dataset = getattr(train_loader, "dataset", None)
-                if hasattr(dataset, "set_epoch"):   # PairDataset: partners re-drawn each epoch
-                    dataset.set_epoch(epoch)
-                sums: dict[str, float] = {}
-                steps = skipped = 0
-                batches = train_loader
-                if progress_enabled(progress):
-                    total = len(train_loader) if hasattr(train_loader, "__len__") else None
-                    batches = progress_bar(train_loader, total, f"{phase.name} {epoch + 1}/{phase.epochs}",
-                                           unit="batch")
-                for raw in batches:
-                    b = self._to_batch(raw)
-                    if phase.batch_kind == "pairs":
-                        b = self._pairs(b, gen)
-                        if b is None:
-                            skipped += 1
-                            continue
-                    ctx.refused_in_step = False
-                    out = meth.train_step(phase, b, ctx)
-                    if not ctx.refused_in_step:
-                        refused["row"] = 0
-                    steps += 1
-                    for k, v in out.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                record = {"phase": phase.name, "epoch": epoch + 1, "steps": steps, "skipped_batches": skipped,
-                          **{k: v / max(1, steps) for k, v in sums.items()}}
-                if skipped:
-                    log.info("DICE-FER %s epoch %d: %d batches had fewer than 2 same-expression pairs and were "
-                             "not used", phase.name, epoch + 1, skipped)
-                if val_loader is not None and phase.name == "stage3":
-                    record["val_accuracy"] = self.evaluate(val_loader)
-                log.info("DICE-FER %s", record)
-                self.history.append(record)
-                meth.on_epoch_end(phase, epoch)
-        meth.eval_mode()
-        return self.history
+        out: keep the run folder there (as ``ferkit train --out``); resume: continue a run folder; with
+        ``val_loader``, the weights of the best stage-3 epoch on it are kept (``self.selected`` says which).
+        Batches with fewer than two same-expression samples cannot form pairs and are skipped (counted in
+        ``skipped_batches``).
+        """
+        return self._engine_train(train_loader, val_loader, epochs, learning_rate, progress, out, resume)
 
     # --- evaluation ---------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -10,7 +10,9 @@ Without ``class_names`` the 7 classes are RAF-DB's order (surprise, fear, disgus
 neutral) and 8 are AffectNet's (neutral, happy, sad, surprise, fear, disgust, anger, contempt); with
 ``class_names`` the classes are those names in that order (also the prompt words). Loaders may yield
 ``(images, labels)`` tuples or ferkit dict batches; ``model.dataloader(split)`` builds one with the model's
-transform (and the teacher view the paper variant needs).
+transform (and the teacher view the paper variant needs). Training is ``ferkit train``'s engine
+(``api/persistence.py``): ``out=`` keeps a run folder, ``resume=`` continues one, a ``val_loader`` selects
+the best epoch's weights, and plain loaders' images are preprocessed as ``ferkit train`` does.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ferkit.api.persistence import CheckpointedModel
-from ferkit.errors import ConfigError, DataError, TrainingError
+from ferkit.api.persistence import CheckpointedModel, fit_images
+from ferkit.errors import ConfigError, DataError
 
 log = logging.getLogger("ferkit.uafer")
 
@@ -40,6 +41,7 @@ class UAFER(CheckpointedModel):
                  seed: int = 42, **options):
         from ferkit.config import build_experiment
         from ferkit.engine.devices import amp_dtype, resolve_device
+        from ferkit.engine.seeding import capture_rng, seed_everything
         from ferkit.methods.uafer import UAFERMethod
 
         self.label_space = label_space or _label_space(num_classes, class_names)
@@ -49,9 +51,11 @@ class UAFER(CheckpointedModel):
                  "fix_layer": fix_layer, "class_names": class_names, "model_size": model_size, **options}
         self.cfg = build_experiment("uafer", train={"seed": seed, "device": device, "precision": precision},
                                     model=model)
+        seed_everything(seed)                  # as ferkit train does before building the method
         self.device = resolve_device(device)
         self.amp_dtype = amp_dtype(self.device, precision)
         self.method = UAFERMethod(self.cfg, self.label_space, self.device)
+        self._init_rng = capture_rng()         # where ferkit train's steps start drawing from
         self.history: list[dict] = []
 
     @property
@@ -84,67 +88,19 @@ class UAFER(CheckpointedModel):
         return out
 
     def _fit_images(self, x: torch.Tensor) -> torch.Tensor:
-        """Float (B, 3, S, S) on the device (gray replicated to RGB; bicubic resize to the model's size)."""
-        size = self.preprocessing.size
-        if x.dim() != 4 or x.shape[1] not in (1, 3):
-            raise DataError(f"UAFER expects image batches of shape (B, 3, H, W), got {tuple(x.shape)}.")
-        x = x.float()
-        if x.shape[1] == 1:
-            x = x.repeat(1, 3, 1, 1)
-        if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
-        return x.to(self.device)
+        """Float (B, 3, S, S) on the device, preprocessed as ferkit train does (``fit_images``)."""
+        return fit_images(x, self.preprocessing, "UAFER").to(self.device)
 
     # --- training -----------------------------------------------------------------------------------------
     def train(self, train_loader, val_loader=None, epochs: int = 50, learning_rate: float = 1e-4,
-              progress: bool = True) -> list[dict]:
-        """Fine-tune for ``epochs`` (warmup + cosine lr set every iteration); returns per-epoch records."""
-        from ferkit.engine.logging import progress_bar, progress_enabled
-        from ferkit.engine.method import StepContext
-
-        self.cfg.train.epochs, self.cfg.train.lr = epochs, learning_rate
-        meth = self.method
-        phase = meth.phases()[0]
-        phase.epochs = epochs
+              progress: bool = True, *, out: str | None = None, resume: str | None = None) -> list[dict]:
+        """Fine-tune for ``epochs`` (warmup + cosine lr set every iteration) through ferkit's engine; returns
+        one record per epoch. out: keep the run folder there; resume: continue one; with ``val_loader``,
+        the best epoch's weights on it are kept (``self.selected`` says which)."""
         if self.cfg.model.resolved("teacher_view") == "augmented":
             log.info("UA-FER paper variant: batches need 'image_teacher' views (use model.dataloader(split, "
                      "train=True)).")
-        refused = {"row": 0}
-
-        def on_nonfinite(term: str) -> None:
-            refused["row"] += 1
-            log.warning("UA-FER: step refused (non-finite %s)", term)
-            if refused["row"] > self.cfg.train.max_nonfinite_in_row:
-                raise TrainingError(f"UA-FER refused {refused['row']} steps in a row for non-finite values; lower "
-                                    "learning_rate or check the inputs.")
-
-        ctx = StepContext(phase.optimizers, self.device, self.amp_dtype, on_nonfinite=on_nonfinite)
-        ctx.iters_per_epoch = max(1, len(train_loader))
-        for epoch in range(epochs):
-            meth.train_mode(phase)
-            ctx.epoch = epoch
-            sums: dict[str, float] = {}
-            steps = 0
-            batches = train_loader
-            if progress_enabled(progress):
-                batches = progress_bar(train_loader, ctx.iters_per_epoch, f"UA-FER {epoch + 1}/{epochs}",
-                                       unit="batch")
-            for i, raw in enumerate(batches):
-                ctx.iteration, ctx.refused_in_step = i, False
-                out = meth.train_step(phase, self._to_batch(raw), ctx)
-                if not ctx.refused_in_step:
-                    refused["row"] = 0
-                ctx.global_step += 1
-                steps += 1
-                for k, v in out.items():
-                    sums[k] = sums.get(k, 0.0) + v
-            record = {"epoch": epoch + 1, "steps": steps, **{k: v / max(1, steps) for k, v in sums.items()}}
-            if val_loader is not None:
-                record.update({f"val_{k}": v for k, v in self.evaluate(val_loader).items()})
-            log.info("UA-FER %s", record)
-            self.history.append(record)
-        meth.eval_mode()
-        return self.history
+        return self._engine_train(train_loader, val_loader, epochs, learning_rate, progress, out, resume)
 
     # --- inference ----------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -166,30 +166,51 @@ class FaceDetector:
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in one RGB (or gray) uint8 image, sorted by box area, largest first."""
-        import cv2
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: list[np.ndarray], max_pixels: int = 1 << 24) -> list[list[Face]]:
+        """``detect`` for each image. Images of one size (after the ``max_side`` rescale) go through MTCNN
+        together, its batch mode needing equal sizes, at most ``max_pixels`` pixels per pass."""
         import torch
+
+        prepared = [self._prepare(im) for im in images]
+        out: list[list[Face]] = [[] for _ in images]
+        groups: dict[tuple, list[int]] = {}
+        for i, (img, _) in enumerate(prepared):
+            if img is not None:
+                groups.setdefault(img.shape, []).append(i)
+        detect_face = self._nets["detect_face"]
+        for shape, idx in groups.items():
+            per = max(1, max_pixels // (shape[0] * shape[1]))
+            for a in range(0, len(idx), per):
+                chunk = idx[a:a + per]
+                stack = np.stack([prepared[i][0] for i in chunk])                     # (G, H, W, 3) uint8
+                with torch.no_grad():
+                    boxes, points = detect_face(stack, self.min_face_size, self._nets["pnet"], self._nets["rnet"],
+                                                self._nets["onet"], self.thresholds, self.factor, self.device)
+                for j, i in enumerate(chunk):
+                    out[i] = _faces(boxes[j], points[j], prepared[i][1])
+        return out
+
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray | None, float]:
+        """(the RGB image at the searched scale, or None when under 12 px; that scale)."""
+        import cv2
 
         img = _as_rgb(image)
         h, w = img.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
         if scale < 1.0:
             img = cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        if min(img.shape[:2]) < 12:
-            return []
-        detect_face = self._nets["detect_face"]
-        with torch.no_grad():
-            boxes, points = detect_face(img, self.min_face_size, self._nets["pnet"], self._nets["rnet"],
-                                        self._nets["onet"], self.thresholds, self.factor, self.device)
-        b = np.asarray(boxes[0], dtype=np.float64).reshape(-1, 5)      # (n, 5) x1 y1 x2 y2 score
-        p = np.asarray(points[0], dtype=np.float64).reshape(-1, 5, 2)  # (n, 5, 2)
-        faces = [Face(box=b[i, :4] / scale, landmarks=p[i] / scale, score=float(b[i, 4]))
-                 for i in range(len(b))]
-        faces.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-        return faces
+        return (None if min(img.shape[:2]) < 12 else img), scale
 
-    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
-        """``detect`` for each image (MTCNN's batch mode needs equal sizes, so images go one at a time)."""
-        return [self.detect(im) for im in images]
+
+def _faces(boxes, points, scale: float) -> list[Face]:
+    """One image's MTCNN output as Faces in the original image's pixels, largest first."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)          # (n, 5) x1 y1 x2 y2 score
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)      # (n, 5, 2)
+    faces = [Face(box=b[i, :4] / scale, landmarks=p[i] / scale, score=float(b[i, 4])) for i in range(len(b))]
+    faces.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    return faces
 
 
 #: the one command that installs the MTCNN weights next to ferkit (facenet-pytorch's own pins, torch<2.3 and

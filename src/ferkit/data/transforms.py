@@ -67,16 +67,16 @@ def resize_uint8(img: torch.Tensor, size: int, mode: str = "bilinear") -> torch.
 
 
 def convert_channels(img: torch.Tensor, channels: int) -> torch.Tensor:
-    """(C, H, W) uint8 -> (channels, H, W) uint8 (Pillow's luma for RGB -> gray)."""
-    c = img.shape[0]
+    """([B,] C, H, W) uint8 -> ([B,] channels, H, W) uint8 (Pillow's luma for RGB -> gray)."""
+    c = img.shape[-3]
     if c == channels:
         return img
     if channels == 1 and c == 3:
         w = img.to(torch.int32)
-        gray = (19595 * w[0] + 38470 * w[1] + 7471 * w[2] + 32768) >> 16                     # (H, W)
-        return gray.to(torch.uint8).unsqueeze(0)                                             # (1, H, W)
+        gray = (19595 * w[..., 0, :, :] + 38470 * w[..., 1, :, :] + 7471 * w[..., 2, :, :] + 32768) >> 16  # ([B,] H, W)
+        return gray.to(torch.uint8).unsqueeze(-3)                                            # ([B,] 1, H, W)
     if channels == 3 and c == 1:
-        return img.expand(3, -1, -1).contiguous()                                            # (3, H, W)
+        return img.expand(*img.shape[:-3], 3, -1, -1).contiguous()                          # ([B,] 3, H, W)
     raise ConfigError(f"Preprocessing channels must be 1 or 3, got {channels}.")
 
 
@@ -156,8 +156,29 @@ def build_transform(pre: Preprocessing, train: bool, augment: str = "none") -> F
 
 
 def preprocess_batch(images: list[np.ndarray], pre: Preprocessing) -> torch.Tensor:
-    """Already aligned/cropped uint8 images -> (B, C, S, S), exactly the test-time transform."""
+    """Already aligned/cropped uint8 images -> (B, C, S, S), the test-time transform.
+
+    Images of one shape go through it together (one resize, one luma, one normalisation for the group:
+    the per-image transform's steps on a batch axis, equal to it up to float summation order in the
+    whitening); an image alone in its shape goes through ``FERTransform`` itself."""
     t = FERTransform(pre, train=False)
     if not images:
         return torch.empty(0, pre.channels, pre.size, pre.size)
-    return torch.stack([t(im) for im in images])                                           # (B, C, S, S)
+    groups: dict[tuple, list[int]] = {}
+    for i, im in enumerate(images):
+        groups.setdefault(np.shape(im), []).append(i)
+    out: list[torch.Tensor | None] = [None] * len(images)
+    for idx in groups.values():
+        if len(idx) == 1:
+            out[idx[0]] = t(images[idx[0]])
+            continue
+        img = torch.stack([to_chw_uint8(images[i]) for i in idx])                          # (G, c, H, W) uint8
+        img = convert_channels(resize_uint8(img, pre.size, pre.resize), pre.channels)      # (G, C, S, S) uint8
+        x = (img.to(torch.float32) / 255.0 - t.mean) / t.std                              # (G, C, S, S)
+        if pre.whitening == "per_image":
+            flat = x.flatten(1)                                                            # (G, C*S*S)
+            mean = flat.mean(1).view(-1, 1, 1, 1)
+            x = (x - mean) / flat.std(1, unbiased=False).clamp_min(1e-6).view(-1, 1, 1, 1)
+        for j, i in enumerate(idx):
+            out[i] = x[j]
+    return torch.stack(out)                                                                # (B, C, S, S)

@@ -233,9 +233,9 @@ def load_method(path: str | Path, device: str = "auto", spec: str | Path | None 
     from ferkit.config import experiment_from_dict
     from ferkit.data.labels import LabelSpace
     from ferkit.engine.devices import resolve_device
+    from ferkit.engine.registry import get_method
     from ferkit.errors import FerkitError
     from ferkit.external.loader import external_method, method_from_checkpoint
-    from ferkit.methods.registry import get_method
 
     external = external_method(path, resolve_device(device), spec=spec)
     if external is not None:
@@ -261,3 +261,25 @@ def load_method(path: str | Path, device: str = "auto", spec: str | Path | None 
     method.eval_mode()
     method.checkpoint_meta = ckpt.meta
     return method
+
+
+# --- configs as saved (tuples as lists), and what changed between two of them ---------------------------
+def _plain(x):
+    """A config mapping with tuples as lists (what YAML and JSON write)."""
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    return x
+
+
+def _diff(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
+    """Keys whose values differ between two nested config mappings, as {"a.b": (old, new)}."""
+    out: dict[str, tuple] = {}
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(_diff(a, b, f"{prefix}{k}."))
+        elif a != b:
+            out[prefix + k] = (a, b)
+    return out

@@ -36,11 +36,14 @@ class EpochStats:
     sums: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     refused: int = 0
+    steps: int = 0                      # batches stepped on (refused ones included)
+    skipped: int = 0                    # loader batches the method could not use (LoaderSplit)
     refused_terms: dict[str, int] = field(default_factory=dict)
     last: dict[str, float] = field(default_factory=dict)
 
     def add(self, scalars: dict[str, float], refused: bool) -> None:
         self.refused += int(refused)
+        self.steps += 1
         self.last = scalars
         for k, v in scalars.items():
             if math.isfinite(v):

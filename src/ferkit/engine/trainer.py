@@ -7,6 +7,12 @@ position (phase, epoch, batch, step) and every RNG, optimiser and scheduler stat
 ``checkpoints/last.safetensors`` (+ ``.state.pt``) so ``resume=`` continues exactly, mid-epoch included.
 Validation runs every ``eval_every`` epochs (on the test split, labelled so, when there is no val split);
 the best checkpoint is kept by validation accuracy; the final test evaluation goes to ``metrics.json``.
+
+Every training loop of ferkit is this one: ``ferkit train``, the Python API (``DICEFER``/``UAFER``
+``.train``, which pass their method in with ``method=`` and plain loaders as ``LoaderSplit``s, see
+``engine/external.py``) and the pretrainers (``ferkit pretrain``, methods of their own). A method passed
+in is trained as it is (its weights were drawn when it was built); ``rng=`` then gives the RNG state that
+follows its construction, so the steps draw what they would have drawn under ``ferkit train``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import yaml
 
 from ferkit.engine import distributed as dist_utils
 from ferkit.engine.checkpoint import (
+    _diff,
+    _plain,
     load_network_weights,
     read_checkpoint,
     read_train_state,
@@ -41,40 +49,34 @@ class RunResult:
     run_dir: Path
     checkpoint: Path          # best.safetensors when selected on a real val split, else last.safetensors
     metrics: dict
+    history: list[dict] = dataclasses.field(default_factory=list)   # the per-epoch rows of metrics.csv
+    best_weights: dict | None = None   # without checkpoints: {network: state dict} of the best epoch on val
 
 
-def train(cfg, resume: str | None = None, splits: dict | None = None, progress: bool = True) -> RunResult:
-    """Train ``cfg.method`` on ``cfg.data`` into the run folder ``cfg.train.out`` (see module docstring)."""
+def train(cfg, resume: str | None = None, splits: dict | None = None, progress: bool = True, *,
+          method=None, rng: dict | None = None, console: bool = True, checkpoints: bool = True) -> RunResult:
+    """Train ``cfg.method`` on ``cfg.data`` into the run folder ``cfg.train.out`` (see module docstring).
+
+    splits: {"train", "val", "test"} of ``DatasetSplit`` or ``LoaderSplit`` (default: built from ``cfg.data``);
+    method: a built ``Method`` to train instead of building ``cfg.method`` from the registry;
+    rng: with ``method``, the RNG state (``capture_rng``) to start from instead of seeding;
+    console: print the run's log lines (they always go to ``log.txt``); checkpoints: False writes none (the
+    best epoch's weights come back in memory), for callers that asked for no run folder.
+    """
     info = dist_utils.init_distributed(cfg.train.device)
     try:
-        return _Run(cfg, info, splits, progress).run(resume)
+        return _Run(cfg, info, splits, progress, method, rng, console, checkpoints).run(resume)
     finally:
         dist_utils.shutdown(info)
 
 
-def _plain(x):
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    return x
-
-
-def _diff(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
-    """Keys whose values differ between two nested config mappings, as {"a.b": (old, new)}."""
-    out: dict[str, tuple] = {}
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.update(_diff(a, b, f"{prefix}{k}."))
-        elif a != b:
-            out[prefix + k] = (a, b)
-    return out
-
-
 class _Run:
-    def __init__(self, cfg, info: dist_utils.DistInfo, splits: dict | None, progress: bool):
+    def __init__(self, cfg, info: dist_utils.DistInfo, splits: dict | None, progress: bool, method=None,
+                 rng: dict | None = None, console: bool = True, checkpoints: bool = True):
         self.cfg, self.info, self.progress = cfg, info, progress
+        self._given_method, self._given_rng, self.console = method, rng, console
+        self.checkpoints, self.best_weights = checkpoints, None
+        self.history: list[dict] = []
         self.run_dir = Path(cfg.train.out)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.train.device, info.local_rank if info.enabled else None)
@@ -90,7 +92,7 @@ class _Run:
 
     # --- set-up --------------------------------------------------------------------------------------
     def _setup(self, resume: str | None) -> None:
-        from ferkit.methods.registry import get_method
+        from ferkit.engine.registry import get_method
 
         cfg = self.cfg
         splits = self._splits
@@ -105,7 +107,12 @@ class _Run:
         val = splits.get("val")
         self.val_name = "val" if val is not None and len(val) else ("test" if len(splits.get("test", [])) else None)
         seed_everything(cfg.train.seed)
-        self.method = get_method(cfg.method)(cfg, self.label_space, self.device)
+        if self._given_method is not None:
+            self.method = self._given_method
+            if self._given_rng is not None:
+                restore_rng(self._given_rng)
+        else:
+            self.method = get_method(cfg.method)(cfg, self.label_space, self.device)
         self.networks = self.method.networks()
         for m in self.networks.values():
             m.to(self.device)
@@ -114,7 +121,7 @@ class _Run:
         if resume is not None:
             self._load_resume(resume)
         self.log = RunLogger(self.run_dir, active=self.info.is_main,
-                             resume_step=self.pos.global_step if self.state else None)
+                             resume_step=self.pos.global_step if self.state else None, console=self.console)
         dist_utils.broadcast_modules(self.networks, self.info)
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -215,12 +222,14 @@ class _Run:
         metrics = self._final_eval()
         best = self.ckpt_dir / "best.safetensors"
         chosen = best if self.val_name == "val" and best.is_file() else self.ckpt_dir / "last.safetensors"
-        return RunResult(self.run_dir, chosen, metrics)
+        return RunResult(self.run_dir, chosen, metrics, self.history, self.best_weights)
 
     def _run_phase(self, pi: int, phase) -> bool:
         cfg = self.cfg
         self.method.on_phase_start(phase)
-        data = TrainData(self.method, phase, pi, self.splits["train"], cfg, self.info)
+        source = self.splits["train"]
+        external = getattr(source, "is_loader", False)
+        data = None if external else TrainData(self.method, phase, pi, source, cfg, self.info)
         ctx = StepContext(phase.optimizers, self.device, self.amp, self.info.world_size, cfg.train.grad_clip,
                           on_nonfinite=self._on_nonfinite)
         validate = phase.validate if phase.validate is not None else pi == len(self.phases) - 1
@@ -228,16 +237,23 @@ class _Run:
         for epoch in range(start_epoch, phase.epochs):
             start_batch = self.pos.batch if (pi, epoch) == (self.pos.phase, self.pos.epoch) else 0
             self.pos = dataclasses.replace(self.pos, phase=pi, epoch=epoch, batch=start_batch)
-            plan = batch_plan(data, epoch, cfg.train.batch_size, cfg.train.limit_batches, self.info)
+            plan = (source.plan(epoch, cfg.train.limit_batches) if external else
+                    batch_plan(data, epoch, cfg.train.batch_size, cfg.train.limit_batches, self.info))
             self.stats = EpochStats()
             self.method.train_mode(phase)
             ctx.iters_per_epoch, ctx.epoch = len(plan), epoch
             t_epoch = time.time()
-            bar = self.log.progress(data.loader(plan[start_batch:], epoch), len(plan) - start_batch,
-                                    f"{phase.name} {epoch + 1}/{phase.epochs}", self.progress)
+            batches = (source.batches(phase, pi, epoch, start_batch, len(plan)) if external
+                       else data.loader(plan[start_batch:], epoch))
+            bar = self.log.progress(batches, len(plan) - start_batch, f"{phase.name} {epoch + 1}/{phase.epochs}",
+                                    self.progress)
             for b, batch in enumerate(bar, start=start_batch):
                 if cfg.train.max_steps is not None and self.pos.global_step >= cfg.train.max_steps:
                     return True
+                if batch is None:                   # a loader batch the method cannot use (LoaderSplit)
+                    self.stats.skipped += 1
+                    self.pos = dataclasses.replace(self.pos, batch=b + 1)
+                    continue
                 self._step(phase, ctx, b, move_batch(batch, self.device))
                 self.pos = dataclasses.replace(self.pos, batch=b + 1, global_step=self.pos.global_step + 1)
                 if hasattr(bar, "set_postfix") and self.stats.last:
@@ -287,7 +303,8 @@ class _Run:
         self.pos = dataclasses.replace(self.pos, epoch=epoch + 1, batch=0)
         means = self.stats.means()
         row = {"phase": phase.name, "epoch": epoch + 1, "step": self.pos.global_step,
-               **{f"train_{k}": v for k, v in means.items()}, "refused_steps": self.stats.refused,
+               **{f"train_{k}": v for k, v in means.items()}, "steps": self.stats.steps,
+               "refused_steps": self.stats.refused, "skipped_batches": self.stats.skipped,
                "seconds": round(seconds, 2)}
         for name, opt in phase.optimizers.items():
             row[f"lr_{name}"] = opt.param_groups[0]["lr"]
@@ -296,12 +313,12 @@ class _Run:
         val = None
         if due and self.val_name is not None:
             if self.info.is_main:
-                val = evaluate_split(self.method, self.splits[self.val_name], cfg.train.batch_size,
-                                     cfg.data.num_workers, self.amp, cache_root(cfg))
+                val = self._evaluate(self.splits[self.val_name])
                 row.update({"eval_split": self.val_name, "eval_accuracy": val["accuracy"],
                             "eval_mean_class_accuracy": val["mean_class_accuracy"]})
             dist_utils.barrier(self.info)
         if self.info.is_main:
+            self.history.append(row)
             self.log.epoch_row(row)
             self.log.scalars("epoch", {k: v for k, v in row.items() if isinstance(v, (int, float))
                                        and k not in ("epoch", "step")}, self.pos.global_step)
@@ -321,6 +338,11 @@ class _Run:
     def _save(self, kind: str, extra: dict | None = None) -> None:
         if not self.info.is_main:
             return
+        if not self.checkpoints:
+            if kind == "best":
+                self.best_weights = {n: {k: v.detach().clone() for k, v in m.state_dict().items()}
+                                     for n, m in self.networks.items()}
+            return
         cfg = self.cfg
         meta = {"method": cfg.method, "kind": kind, "config": _plain(cfg.to_dict()),
                 "label_space": self.label_space.to_dict(), "preprocessing": self.method.preprocessing().to_dict(),
@@ -337,6 +359,14 @@ class _Run:
                      "method": self.method.train_state()}
         save_checkpoint(self.ckpt_dir / f"{kind}.safetensors", self.networks, meta, state)
 
+    def _evaluate(self, split) -> dict:
+        """Accuracy metrics of the live networks on a record split or a ``LoaderSplit``."""
+        if getattr(split, "is_loader", False):
+            return split.evaluate(self.method, self.amp)
+        cfg = self.cfg
+        return evaluate_split(self.method, split, cfg.train.batch_size, cfg.data.num_workers, self.amp,
+                              cache_root(cfg))
+
     def _final_eval(self) -> dict:
         cfg = self.cfg
         metrics: dict = {"method": cfg.method, "dataset": cfg.data.dataset, "fold": cfg.data.fold,
@@ -344,14 +374,13 @@ class _Run:
                          "train_seconds": round(self.elapsed, 2), "validated_on": self.val_name, "best": self.best}
         test = self.splits.get("test")
         if test is not None and len(test) and self.info.is_main:
-            args = (cfg.train.batch_size, cfg.data.num_workers, self.amp, cache_root(cfg))
-            last = evaluate_split(self.method, test, *args)
+            last = self._evaluate(test)
             metrics["test_last"] = last
             best_path = self.ckpt_dir / "best.safetensors"
             if self.val_name == "val" and best_path.is_file():
                 live = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in self.networks.items()}
                 load_network_weights(self.networks, read_checkpoint(best_path))
-                metrics["test"] = {**evaluate_split(self.method, test, *args), "weights": "best (selected on val)"}
+                metrics["test"] = {**self._evaluate(test), "weights": "best (selected on val)"}
                 for n, m in self.networks.items():     # the live model stays the last one
                     m.load_state_dict(live[n])
             else:

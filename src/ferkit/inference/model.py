@@ -6,7 +6,8 @@ normalisation, whitening). Checkpoints trained on pre-aligned data (``align="non
 are still detected and aligned to their template, so ordinary photos work; pass ``aligned=True`` when
 the inputs already are aligned crops, which then skip detection and are only resized.
 
-Faces are detected per image and classified in batches of ``batch_size`` faces (one forward pass each).
+Photos are detected in groups of ``batch_size`` (MTCNN runs the images of one size together) and faces
+are classified in batches of ``batch_size`` faces (one forward pass each).
 Uncertainty is the evidential u = C / S for models that have it (UA-FER), else 1 - max_c p_c;
 ``info()["uncertainty"]`` says which.
 """
@@ -24,7 +25,9 @@ import numpy as np
 from ferkit.data.preprocessing import Preprocessing
 from ferkit.errors import CheckpointError, FerkitError
 from ferkit.inference.engines import OnnxEngine, TorchEngine
-from ferkit.inference.rows import error_row, face_row
+from ferkit.inference.pending import PendingFaces
+from ferkit.inference.rows import error_row
+from ferkit.inference.video import predict_video
 
 #: Preprocessing.align values that crop the detector's box instead of warping to a landmark template
 BOX_CROPS = ("box", "square_box")
@@ -154,15 +157,23 @@ class FERModel:
 
     def align(self, image: np.ndarray, aligned: bool = False) -> tuple[list, list[np.ndarray]]:
         """Faces (or [None] when ``aligned``) and their crops as the checkpoint's preprocessing says."""
+        return self.align_batch([image], aligned)[0]
+
+    def align_batch(self, images: list[np.ndarray], aligned: bool = False) -> list[tuple[list, list[np.ndarray]]]:
+        """``align`` for several images, detected together (MTCNN batches images of one size)."""
         from ferkit.data.faces import align_face, crop_box
 
         if aligned:
-            return [None], [image]
-        faces = self.detector.detect(image)
+            return [([None], [image]) for image in images]
         pre = self.preprocessing
-        if pre.align in BOX_CROPS:
-            return faces, [crop_box(image, f.box, pre.box_margin, pre.align == "square_box") for f in faces]
-        return faces, [align_face(image, f.landmarks, pre.size, pre.template) for f in faces]
+
+        def crops(image, faces):
+            if pre.align in BOX_CROPS:
+                return [crop_box(image, f.box, pre.box_margin, pre.align == "square_box") for f in faces]
+            return [align_face(image, f.landmarks, pre.size, pre.template) for f in faces]
+
+        return [(faces, crops(image, faces)) for image, faces in zip(images, self.detector.detect_batch(images),
+                                                                     strict=True)]
 
     # --- rows ---------------------------------------------------------------------------------------
     def predict(self, inputs: Any, aligned: bool = False, abstain_above: float | None = None,
@@ -174,60 +185,39 @@ class FERModel:
     def iter_predict(self, inputs: Any, aligned: bool = False, abstain_above: float | None = None,
                      batch_size: int = 32, every: int = 1, smooth: float = 0.0) -> Iterator[dict]:
         """``predict`` as a stream: rows come out in input order as each batch of faces is classified."""
-        from ferkit.inference.video import predict_video
-
         if batch_size < 1 or every < 1:
             raise FerkitError("--batch-size and --every must be at least 1.")
         pending = PendingFaces(self, batch_size, abstain_above)
+        group: list[tuple[str, str, Any]] = []       # photos (and errors between them) awaiting detection
+
+        def detect_group() -> None:
+            images = [obj for _, kind, obj in group if kind == "image"]
+            found = iter(self.align_batch(images, aligned))
+            for name, kind, obj in group:
+                if kind == "error":
+                    pending.add(error_row(name, obj))
+                    continue
+                faces, crops = next(found)
+                if not faces:
+                    pending.add(error_row(name, "no face found", status="no_face"))
+                for k, (face, crop) in enumerate(zip(faces, crops, strict=True)):
+                    pending.add({"file": name, "face": k, "_face": face}, crop)
+            group.clear()
+
         for name, kind, obj in _sources(inputs):
             if kind == "video":
+                detect_group()
                 yield from pending.flush()
                 yield from predict_video(self, obj, name, aligned=aligned, abstain_above=abstain_above,
                                          batch_size=batch_size, every=every, smooth=smooth)
                 continue
-            if kind == "error":
-                pending.add(error_row(name, obj))
-                continue
-            faces, crops = self.align(obj, aligned)
-            if not faces:
-                pending.add(error_row(name, "no face found", status="no_face"))
-            for k, (face, crop) in enumerate(zip(faces, crops, strict=True)):
-                pending.add({"file": name, "face": k, "_face": face}, crop)
+            group.append((name, kind, obj))
+            if sum(k == "image" for _, k, _ in group) >= batch_size:
+                detect_group()
             if pending.full():
                 yield from pending.flush()
+        detect_group()
         yield from pending.flush()
-
-
-class PendingFaces:
-    """Rows waiting for their batch: ``add`` rows (with a crop when they are faces), ``flush`` in order."""
-
-    def __init__(self, model: FERModel, batch_size: int, abstain_above: float | None):
-        self.model, self.batch_size, self.abstain_above = model, batch_size, abstain_above
-        self.rows: list[dict] = []
-        self.crops: list[np.ndarray] = []
-
-    def add(self, row: dict, crop: np.ndarray | None = None) -> None:
-        if crop is not None:
-            row["_crop"] = len(self.crops)
-            self.crops.append(crop)
-        self.rows.append(row)
-
-    def full(self) -> bool:
-        return len(self.crops) >= self.batch_size
-
-    def flush(self) -> list[dict]:
-        rows, crops = self.rows, self.crops
-        self.rows, self.crops = [], []
-        res = self.model.predict_crops(crops, self.batch_size) if crops else {}
-        out = []
-        for row in rows:
-            if "_crop" not in row:
-                out.append(row)
-                continue
-            i = row.pop("_crop")
-            out.append(face_row(row, row.pop("_face"), res["probs"][i], float(res["uncertainty"][i]),
-                                self.model.classes, self.abstain_above))
-        return out
 
 
 def _sources(inputs: Any) -> Iterable[tuple[str, str, Any]]:

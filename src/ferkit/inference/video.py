@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.inference.pending import PendingFaces
 from ferkit.inference.rows import error_row, set_prediction
 
 DEFAULT_FPS = 25.0
@@ -87,21 +88,28 @@ def iter_frames(path: str | Path, every: int = 1) -> Iterator[tuple[int, float, 
 def predict_video(model, path: Path, name: str, aligned: bool, abstain_above: float | None,
                   batch_size: int, every: int, smooth: float) -> list[dict]:
     """Rows for one video (one per face per processed frame), tracked and optionally smoothed."""
-    from ferkit.inference.model import PendingFaces
-
     pending = PendingFaces(model, batch_size, abstain_above)
     rows: list[dict] = []
     frames = 0
-    try:
-        for idx, t, rgb in iter_frames(path, every):
-            frames += 1
-            faces, crops = model.align(rgb, aligned)
+    group: list[tuple[int, float, np.ndarray]] = []     # frames awaiting detection (together: one size)
+
+    def detect_group() -> None:
+        for (idx, t, _), (faces, crops) in zip(group, model.align_batch([g[2] for g in group], aligned), strict=True):
             if not faces:
                 pending.add(error_row(name, "no face found", status="no_face", frame=idx, time=t))
             for k, (face, crop) in enumerate(zip(faces, crops, strict=True)):
                 pending.add({"file": name, "face": k, "frame": idx, "time": t, "_face": face}, crop)
+        group.clear()
+
+    try:
+        for idx, t, rgb in iter_frames(path, every):
+            frames += 1
+            group.append((idx, t, rgb))
+            if len(group) >= batch_size:
+                detect_group()
             if pending.full():
                 rows += pending.flush()
+        detect_group()
     except FerkitError as e:
         return [error_row(name, str(e))]
     rows += pending.flush()

@@ -1,30 +1,6 @@
-"""Method registry: name -> Method subclass (each method module registers itself on import)."""
+"""The method registry, where methods register: it lives in ``ferkit.engine.registry`` (the engine looks
+methods up by name without importing this package); this module keeps the old import path working."""
 
-from __future__ import annotations
+from ferkit.engine.registry import BUILTIN, METHODS, get_method, register_method
 
-import importlib
-
-from ferkit.errors import ConfigError
-
-METHODS: dict[str, type] = {}
-
-#: where each built-in method lives (imported on first use, so nothing heavy happens at import time)
-BUILTIN = {"baseline": "ferkit.methods.baseline", "dicefer": "ferkit.methods.dicefer",
-           "uafer": "ferkit.methods.uafer"}
-
-
-def register_method(name: str):
-    def deco(cls: type) -> type:
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-    return deco
-
-
-def get_method(name: str) -> type:
-    """The Method subclass registered as ``name`` (importing its module if needed)."""
-    if name not in METHODS and name in BUILTIN:
-        importlib.import_module(BUILTIN[name])
-    if name not in METHODS:
-        raise ConfigError(f"Unknown method '{name}'; known: {', '.join(sorted(BUILTIN))}.")
-    return METHODS[name]
+__all__ = ["BUILTIN", "METHODS", "get_method", "register_method"]

@@ -29,8 +29,7 @@ import argparse
 import csv
 import functools
 import json
-import math
-import time
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ferkit.data.records import DatasetSplit
-from ferkit.errors import ConfigError, DataError, FerkitError
+from ferkit.errors import ConfigError, DataError
 from ferkit.pretrain.captions import CAPTION_STYLES
 
 
@@ -151,93 +150,45 @@ def _size_of(model) -> str:
 
 
 def pretrain_clip(split: DatasetSplit, cfg: ClipPretrainConfig | None = None, monitor: DatasetSplit | None = None,
-                  log=print, on_epoch=None):
+                  log=print, on_epoch=None, out: str | Path | None = None, resume: str | None = None,
+                  progress: bool = False):
     """Train a CLIP (image and text towers, logit scale) with open_clip's ClipLoss on ``split``'s images
-    paired with captions from their class and metadata; a fresh random caption per image and epoch.
+    paired with captions from their class and metadata; a fresh random caption per image and step. The loop
+    is the engine's (``ClipPretrainMethod``, ``pretrain/clip_method.py``): the same seed on the same machine
+    writes the same weights.
 
     ``monitor``: a split of other people whose zero-shot accuracy (prompts "{}" and UA-FER's paper template)
-    is logged after each epoch. Returns ``(model, history)``: the open_clip ``CLIP`` (eval mode, CPU, fp32)
-    and one dict per epoch (epoch, loss, logit_scale, zero-shot accuracies, seconds). Deterministic for a
-    seed on one device.
+    is logged after each epoch. ``out``: keep the engine's run folder there (log, metrics.csv, checkpoints;
+    ``resume`` continues one), else a temporary folder. Returns ``(model, history)``: the open_clip ``CLIP``
+    (eval mode, CPU, fp32) and one dict per epoch (epoch, loss, logit_scale, lr, zero-shot accuracies,
+    seconds).
     """
-    from open_clip.loss import ClipLoss
-
-    from ferkit.engine.devices import amp_dtype, resolve_device
-    from ferkit.methods.uafer import PAPER_TEMPLATE
-    from ferkit.models.clip import build_clip, tokenize
+    from ferkit.config import DataConfig, ExperimentConfig, TrainConfig
+    from ferkit.engine.devices import resolve_device
+    from ferkit.engine.trainer import train
+    from ferkit.pretrain.clip_method import ClipPretrainMethod
 
     cfg = cfg or ClipPretrainConfig()
     _check(split, cfg)
-    device = resolve_device(cfg.device)
-    dtype = amp_dtype(device, cfg.precision)
-    classes = split.label_space.classes
-    images = _images(split, cfg.model_size)                                      # (N, 3, S, S)
-    metas = [dict(s.meta or {}) for s in split.samples]
-    names = [classes[e] for e in split.expressions]
-    mon_images = _images(monitor, cfg.model_size) if monitor is not None and len(monitor) else None
-    model = build_clip(cfg.model_size, quick_gelu=cfg.quick_gelu, seed=cfg.seed).to(device)
-    context = model.context_length
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    others = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": others, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    n = len(images)
-    batch = min(cfg.batch_size, n)
-    steps_per_epoch = n // batch
-    total = cfg.epochs * steps_per_epoch
-    warmup = max(1, int(cfg.warmup_fraction * total))
-    loss_fn = ClipLoss()
-    caption = CAPTION_STYLES[cfg.captions]
-    rng = np.random.default_rng([cfg.seed, 7])
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[dict] = []
-    t0, step = time.time(), 0
-    for epoch in range(cfg.epochs):
-        model.train()
-        order = torch.randperm(n, generator=gen)
-        tot, seen = 0.0, 0
-        for b in range(steps_per_epoch):
-            idx = order[b * batch:(b + 1) * batch]
-            flips = (torch.rand(len(idx), generator=gen) < 0.5) if cfg.flip else torch.zeros(len(idx), dtype=torch.bool)
-            x = images[idx]
-            x = torch.where(flips[:, None, None, None], x.flip(-1), x).to(device)         # (B, 3, S, S)
-            texts = [caption(names[i], metas[i], rng, bool(f)) for i, f in zip(idx.tolist(), flips.tolist(),
-                                                                                   strict=True)]
-            tokens = tokenize(texts, context).to(device)                                 # (B, 77)
-            lr = cfg.lr * (step + 1) / warmup if step < warmup else \
-                0.5 * cfg.lr * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                img = encode_image(model, x)                                             # (B, D)
-                txt = encode_text(model, tokens)                                         # (B, D)
-            img, txt = F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1)
-            loss = loss_fn(img, txt, model.logit_scale.exp())                            # fp32
-            if not torch.isfinite(loss):
-                raise FerkitError(f"CLIP pretraining diverged (loss {float(loss)}) in epoch {epoch + 1}; "
-                                  "lower --lr.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():                                   # open_clip clamps the scale at 100
-                model.logit_scale.clamp_(0, math.log(100))
-            tot += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            step += 1
-        row = {"epoch": epoch + 1, "loss": tot / seen, "logit_scale": float(model.logit_scale.detach().exp()),
-               "lr": lr}
-        if mon_images is not None:
-            row["zero_shot_name"] = zero_shot_accuracy(model, monitor, "{}", mon_images)
-            row["zero_shot_template"] = zero_shot_accuracy(model, monitor, PAPER_TEMPLATE, mon_images)
-        row["seconds"] = round(time.time() - t0, 2)
-        history.append(row)
-        if log:
-            zs = (f", zero-shot on {len(monitor)} held-out images {row['zero_shot_name']:.3f} (class name) / "
-                  f"{row['zero_shot_template']:.3f} (template)") if mon_images is not None else ""
-            log(f"pretrain clip epoch {epoch + 1}/{cfg.epochs}: loss {row['loss']:.4f}, logit scale "
-                f"{row['logit_scale']:.1f}{zs} ({row['seconds']:.0f} s)")
-        if on_epoch is not None:
-            on_epoch(epoch + 1, model)
+    with tempfile.TemporaryDirectory(prefix="ferkit-pretrain-") as tmp:
+        run_dir = Path(out) if out is not None else Path(tmp)
+        exp = ExperimentConfig(
+            method=ClipPretrainMethod.name, data=DataConfig(dataset=split.name, cache=out is not None),
+            train=TrainConfig(epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(split)), lr=cfg.lr,
+                              seed=cfg.seed, device=cfg.device, precision=cfg.precision, out=str(run_dir),
+                              eval_every=0),
+            model=cfg)
+        method = ClipPretrainMethod(exp, split.label_space, resolve_device(cfg.device), split, monitor,
+                                    log=log, on_epoch=on_epoch)
+        result = train(exp, resume=resume, splits={"train": split}, progress=progress, method=method,
+                       console=log is not None, checkpoints=out is not None)
+    history, total = [], 0.0
+    for row in result.history:
+        total += row["seconds"]
+        history.append({"epoch": row["epoch"], "loss": row["train_loss"], "logit_scale": row["train_logit_scale"],
+                        "lr": row["lr_adamw"], **method.monitor_rows.get(row["epoch"], {}),
+                        "seconds": round(total, 2)})
+    model = method.model
     model.eval()
     return model.cpu().float(), history
 

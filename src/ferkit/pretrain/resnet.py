@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import time
+import math
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from torch import nn
 
 from ferkit.data.preprocessing import Preprocessing
 from ferkit.data.records import DatasetSplit
-from ferkit.errors import ConfigError, DataError, FerkitError
+from ferkit.engine.method import Method, Phase, Prediction, StepContext
+from ferkit.errors import ConfigError, DataError
 
 
 @dataclass
@@ -62,74 +64,107 @@ def _subject_split(split: DatasetSplit) -> tuple[DatasetSplit, np.ndarray, int]:
     return split, targets.astype(np.int64), int(uniq.size)
 
 
+class IdentityPretrainMethod(Method):
+    """ResNet-18 trunk + linear head over the subjects of a split, softmax cross-entropy, Adam with a cosine
+    decay of the lr over all steps (set every step from the position, so resuming is exact)."""
+
+    name = "pretrain_resnet18"
+
+    def __init__(self, cfg, label_space, device: torch.device, subjects: np.ndarray):
+        from ferkit.models.resnet import ResNet18Trunk
+
+        super().__init__(cfg, label_space, device)
+        m = cfg.model
+        self.subject_ids = torch.as_tensor(np.unique(subjects), dtype=torch.long, device=device)   # (S,)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(m.seed)
+            self.trunk = ResNet18Trunk(m.channels).to(device)
+            self.head = nn.Linear(512, len(self.subject_ids)).to(device)
+        self._phases = None
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"trunk": self.trunk, "head": self.head}
+
+    def phases(self) -> list[Phase]:
+        if self._phases is None:
+            m = self.cfg.model
+            params = list(self.trunk.parameters()) + list(self.head.parameters())
+            opt = torch.optim.Adam([{"params": [p for p in params if p.dim() >= 2], "weight_decay": m.weight_decay},
+                                    {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}], lr=m.lr)
+            self._phases = [Phase("train", m.epochs, {"adam": opt})]
+        return self._phases
+
+    def train_augment(self, phase: Phase) -> str:
+        return self.cfg.model.augment
+
+    def train_step(self, phase: Phase, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float]:
+        m = self.cfg.model
+        lr = 0.5 * m.lr * (1.0 + math.cos(math.pi * ctx.fractional_epoch / phase.epochs))
+        for g in phase.optimizers["adam"].param_groups:
+            g["lr"] = lr
+        y = torch.searchsorted(self.subject_ids, batch["subject"])                  # (B,) subject ids 0..S-1
+        with ctx.autocast():
+            logits = self.head(self.trunk(batch["image"])["pooled"])                 # (B, S)
+        loss = F.cross_entropy(logits.float(), y)
+        ctx.step({"loss": loss}, ["adam"])
+        return {"loss": loss.item(), "accuracy": (logits.argmax(1) == y).float().mean().item()}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> Prediction:
+        """Probabilities over the training subjects (the task's classes), not expressions."""
+        logits = self.head(self.trunk(images.to(self.device))["pooled"]).float()     # (B, S)
+        return Prediction(probs=torch.softmax(logits, dim=1))
+
+    def preprocessing(self) -> Preprocessing:
+        return preprocessing(self.cfg.model)
+
+    def describe(self) -> dict:
+        return {"task": f"identity classification over {len(self.subject_ids)} subjects",
+                "weights": f"random init (seed {self.cfg.model.seed})"}
+
+
 def pretrain_identity_resnet(split: DatasetSplit, cfg: IdentityPretrainConfig | None = None,
-                             progress: bool = False, log=print):
-    """Train a ResNet-18 trunk + linear head to classify the subjects of ``split``.
+                             progress: bool = False, log=print, out: str | Path | None = None,
+                             resume: str | None = None):
+    """Train a ResNet-18 trunk + linear head to classify the subjects of ``split``, through the engine.
 
     Returns ``(trunk, history)``: the ``ResNet18Trunk`` (eval mode, CPU) and one dict per epoch with
-    ``epoch, loss, accuracy, seconds``. Deterministic for a given seed on one device.
+    ``epoch, loss, accuracy, seconds``. ``out``: keep the engine's run folder there (log, metrics.csv,
+    checkpoints; ``resume`` continues one), else a temporary folder. The same seed on the same machine
+    writes the same weights: the data order and every image's augmentation are drawn from the seed and
+    the sample's position (``engine/loop.py``), never from the global RNG.
     """
-    from torch.utils.data import DataLoader
-
-    from ferkit.data.torch_dataset import FERDataset
-    from ferkit.data.transforms import build_transform
-    from ferkit.engine.devices import amp_dtype, resolve_device
-    from ferkit.models.resnet import ResNet18Trunk
+    from ferkit.config import DataConfig, ExperimentConfig, TrainConfig
+    from ferkit.engine.devices import resolve_device
+    from ferkit.engine.trainer import train
 
     cfg = cfg or IdentityPretrainConfig()
     if cfg.channels not in (1, 3):
         raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {cfg.channels}.")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ConfigError("Identity pretraining needs epochs >= 1 and batch size >= 1.")
-    split, targets, n_subjects = _subject_split(split)
-    device = resolve_device(cfg.device)
-    dtype = amp_dtype(device, cfg.precision)
-    pre = preprocessing(cfg)
-    ds = FERDataset(split, build_transform(pre, train=True, augment=cfg.augment), progress=progress)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    dl = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=len(ds) > cfg.batch_size)
-    index_to_target = torch.from_numpy(targets)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        trunk = ResNet18Trunk(cfg.channels)
-        head = nn.Linear(512, n_subjects)
-    trunk, head = trunk.to(device), head.to(device)
-    params = list(trunk.parameters()) + list(head.parameters())
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.Adam([{"params": decay, "weight_decay": cfg.weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * len(dl))
-    history = []
-    t0 = time.time()
-    for epoch in range(cfg.epochs):
-        trunk.train()
-        head.train()
-        tot_loss, correct, seen = 0.0, 0, 0
-        for batch in dl:
-            x = batch["image"].to(device)
-            y = index_to_target[batch["index"]].to(device)                # (B,) subject ids 0..S-1
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                logits = head(trunk(x)["pooled"])                        # (B, S)
-            loss = F.cross_entropy(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise FerkitError(f"Identity pretraining diverged (loss {float(loss)}) in epoch {epoch + 1}; "
-                                  "lower --lr.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot_loss += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-        row = {"epoch": epoch + 1, "loss": tot_loss / seen, "accuracy": correct / seen,
-               "seconds": round(time.time() - t0, 2)}
-        history.append(row)
-        if log:
-            log(f"pretrain resnet18 epoch {epoch + 1}/{cfg.epochs}: loss {row['loss']:.4f} "
-                f"identity accuracy {row['accuracy']:.3f} ({n_subjects} subjects, {row['seconds']:.0f} s)")
-    trunk.eval()
-    return trunk.cpu(), history
+    split, _, n_subjects = _subject_split(split)
+    with tempfile.TemporaryDirectory(prefix="ferkit-pretrain-") as tmp:
+        run_dir = Path(out) if out is not None else Path(tmp)
+        exp = ExperimentConfig(
+            method=IdentityPretrainMethod.name, data=DataConfig(dataset=split.name, cache=out is not None),
+            train=TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                              device=cfg.device, precision=cfg.precision, out=str(run_dir), eval_every=0),
+            model=cfg)
+        method = IdentityPretrainMethod(exp, split.label_space, resolve_device(cfg.device), split.subjects)
+        result = train(exp, resume=resume, splits={"train": split}, progress=progress, method=method,
+                       console=log is not None, checkpoints=out is not None)
+    history, total = [], 0.0
+    for row in result.history:
+        total += row["seconds"]
+        history.append({"epoch": row["epoch"], "loss": row["train_loss"], "accuracy": row["train_accuracy"],
+                        "seconds": round(total, 2)})
+    if log:
+        last = history[-1]
+        log(f"pretrain resnet18: loss {last['loss']:.4f}, identity accuracy {last['accuracy']:.3f} "
+            f"({n_subjects} subjects, {last['seconds']:.0f} s)")
+    method.trunk.eval()
+    return method.trunk.cpu(), history
 
 
 def preprocessing(cfg: IdentityPretrainConfig) -> Preprocessing:
