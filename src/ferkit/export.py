@@ -60,7 +60,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = DEFAULT_OP
 
     Returns {"path", "outputs", "uncertainty_kind", "opset", "max_abs_diff" (per output, when checked)}.
     """
-    from ferkit.engine.checkpoint import load_method
+    from ferkit.external.loader import load_method
 
     if Path(out).suffix.lower() != ".onnx":
         raise FerkitError(f"--out {out} must end in .onnx.")

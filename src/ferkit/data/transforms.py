@@ -48,14 +48,16 @@ def to_chw_uint8(image: np.ndarray) -> torch.Tensor:
 
 
 def resize_uint8(img: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
-    """(C, H, W) uint8 -> (C, size, size) uint8, antialiased; returns ``img`` itself at that size."""
+    """([B,] C, H, W) uint8 -> ([B,] C, size, size) uint8, antialiased; returns ``img`` itself at that size."""
     from torchvision.transforms.v2 import InterpolationMode
     from torchvision.transforms.v2 import functional as F
 
     modes = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
     if mode == "cv2_linear":
-        if tuple(img.shape[1:]) == (size, size):
+        if tuple(img.shape[-2:]) == (size, size):
             return img
+        if img.dim() == 4:                                                              # a batch, one by one
+            return torch.stack([resize_uint8(one, size, mode) for one in img])         # (B, C, S, S)
         import cv2
 
         arr = cv2.resize(img.permute(1, 2, 0).numpy(), (size, size), interpolation=cv2.INTER_LINEAR)

@@ -223,26 +223,24 @@ def load_network_weights(networks: dict[str, nn.Module], ckpt: Checkpoint) -> No
         module.load_state_dict(state, strict=True)
 
 
-def load_method(path: str | Path, device: str = "auto", spec: str | Path | None = None):
-    """The method a checkpoint was trained with, rebuilt from its config, weights loaded, in eval mode.
+def load_method(path: str | Path, device: str = "auto"):
+    """The method a ferkit checkpoint was trained with, rebuilt from its config, weights loaded, in eval mode.
 
     ``method.checkpoint_meta`` holds the metadata (label space, preprocessing, describe, metrics...).
-    External models enter here too (``ferkit.external.loader``): a built-in name, a model spec file,
-    ``path`` with ``spec=``, or a checkpoint written by ``ferkit import``.
+    External models (built-in names, model specs, ``ferkit import`` checkpoints) are loaded above the
+    engine, by ``ferkit.external.loader.load_method``, which falls back to this for ferkit's own.
     """
+    return method_from_checkpoint(read_checkpoint(path), device)
+
+
+def method_from_checkpoint(ckpt: Checkpoint, device: str = "auto"):
+    """``load_method`` for a checkpoint already read."""
     from ferkit.config import experiment_from_dict
     from ferkit.data.labels import LabelSpace
     from ferkit.engine.devices import resolve_device
     from ferkit.engine.registry import get_method
     from ferkit.errors import FerkitError
-    from ferkit.external.loader import external_method, method_from_checkpoint
 
-    external = external_method(path, resolve_device(device), spec=spec)
-    if external is not None:
-        return external
-    ckpt = read_checkpoint(path)
-    if ckpt.meta.get("method") == "external":
-        return method_from_checkpoint(ckpt, resolve_device(device))
     try:
         cfg = experiment_from_dict(ckpt.meta["config"])
         label_space = LabelSpace.from_dict(ckpt.meta["label_space"])

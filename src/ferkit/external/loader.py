@@ -1,7 +1,9 @@
 """The one place external models enter ferkit: built-in names, spec files, and imported checkpoints.
 
-``load_method`` (``ferkit.engine.checkpoint``) asks ``external_method(ref, device, spec)`` first; it
-returns an ``ExternalMethod`` for
+``load_method(ref, device, spec)`` here is what every command that takes a model calls (predict,
+evaluate, crossdata, serve, export, ``ferkit.load_model``); it sits above the engine, which knows only
+ferkit's own checkpoints (``ferkit.engine.checkpoint.load_method``). ``external_method`` returns an
+``ExternalMethod`` for
 
 - a built-in name (``fer-minixception``; ``ferkit models`` lists them),
 - a spec file (``.yaml``/``.yml``/``.json``) whose ``model`` key names the model file,
@@ -55,6 +57,22 @@ def external_method(ref: str | Path, device: torch.device, spec: str | Path | No
     if looks_like_name(name):
         get_builtin(name)                                       # raises: an unknown built-in name
     return None
+
+
+def load_method(ref: str | Path, device: str = "auto", spec: str | Path | None = None):
+    """Any model ferkit runs: an external one (built-in name, spec file, ``ref`` + ``spec``, a checkpoint
+    written by ``ferkit import``) or a ferkit checkpoint, rebuilt in eval mode."""
+    from ferkit.engine.checkpoint import method_from_checkpoint as own_method
+    from ferkit.engine.checkpoint import read_checkpoint
+    from ferkit.engine.devices import resolve_device
+
+    external = external_method(ref, resolve_device(device), spec=spec)
+    if external is not None:
+        return external
+    ckpt = read_checkpoint(ref)
+    if ckpt.meta.get("method") == "external":
+        return method_from_checkpoint(ckpt, resolve_device(device))
+    return own_method(ckpt, device)
 
 
 def build_net(spec: ModelSpec, model_path: Path, device: torch.device):

@@ -67,7 +67,7 @@ def load_model(path: str | Path | None = None, device: str = "auto", engine: str
                 export_onnx(p, Path(tmp) / "model.onnx", check=False, spec=spec)
                 eng = OnnxEngine.load(Path(tmp) / "model.onnx", device=device)
     else:
-        from ferkit.engine.checkpoint import load_method
+        from ferkit.external.loader import load_method
 
         eng = TorchEngine(load_method(path, device=device, spec=spec), precision=precision)
     return FERModel(eng, source=str(path), device=device, min_face_size=min_face_size)

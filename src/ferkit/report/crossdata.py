@@ -53,7 +53,7 @@ def crossdata_matrix(checkpoints: list[str | Path], datasets: list[str], split: 
     Returns {"rows", "columns", "accuracy" (R, C), "mean_class_accuracy" (R, C), "cells": [per-cell details:
     images scored, shared classes, dropped model classes, excluded counts], "splits_used"}.
     """
-    from ferkit.engine.checkpoint import load_method
+    from ferkit.external.loader import load_method
     from ferkit.metrics.classification import classification_metrics
     from ferkit.report.pipeline import predictions_over, resolve_checkpoint
 

@@ -186,7 +186,7 @@ def evaluate(checkpoint: str | Path | None = None, *, dataset: str | None = None
     modified MIG (it trains small critics). ``model_options`` are UA-FER config fields for ``zero_shot``
     (e.g. {"model_size": "tiny"}).
     """
-    from ferkit.engine.checkpoint import load_method
+    from ferkit.external.loader import load_method
     from ferkit.report.evaluation import aggregate_folds, compute_metrics
     from ferkit.report.writer import write_evaluation, write_json
 
