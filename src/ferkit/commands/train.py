@@ -56,7 +56,8 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, help="subject-independent fold held out as test")
     p.add_argument("--folds", choices=["all"], help="train every fold and report mean and std")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", help="auto (bf16 on GPUs and on CPUs where it is faster: AMX, Arm BF16) | bf16 | fp32")
+    p.add_argument("--precision", help="fp32 (default: exact, the reference numbers) | bf16 (autocast: faster on "
+                   "GPUs/AMX, changes numbers) | auto (bf16 where the hardware has it natively, else fp32)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (debugging)")
     p.add_argument("--limit-batches", type=int, help="at most this many batches per epoch (debugging)")
     p.add_argument("--seed", type=int)
