@@ -43,11 +43,13 @@ class RunResult:
     metrics: dict
 
 
-def train(cfg, resume: str | None = None, splits: dict | None = None, progress: bool = True) -> RunResult:
-    """Train ``cfg.method`` on ``cfg.data`` into the run folder ``cfg.train.out`` (see module docstring)."""
+def train(cfg, resume: str | None = None, splits: dict | None = None, progress: bool = True,
+          notes: list[str] | None = None) -> RunResult:
+    """Train ``cfg.method`` on ``cfg.data`` into the run folder ``cfg.train.out`` (see module docstring);
+    ``notes`` are lines for the head of the run log (e.g. which preset the CLI applied)."""
     info = dist_utils.init_distributed(cfg.train.device)
     try:
-        return _Run(cfg, info, splits, progress).run(resume)
+        return _Run(cfg, info, splits, progress, notes).run(resume)
     finally:
         dist_utils.shutdown(info)
 
@@ -73,8 +75,10 @@ def _diff(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
 
 
 class _Run:
-    def __init__(self, cfg, info: dist_utils.DistInfo, splits: dict | None, progress: bool):
+    def __init__(self, cfg, info: dist_utils.DistInfo, splits: dict | None, progress: bool,
+                 notes: list[str] | None = None):
         self.cfg, self.info, self.progress = cfg, info, progress
+        self.notes = list(notes or [])
         self.run_dir = Path(cfg.train.out)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.train.device, info.local_rank if info.enabled else None)
@@ -164,6 +168,8 @@ class _Run:
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
         log.info(f"ferkit train: method {cfg.method}, dataset {cfg.data.dataset} ({sizes}), "
                  f"{self.label_space.num_classes} classes")
+        for note in self.notes:
+            log.info(note)
         log.info(f"device {self.device}, {describe_precision(self.amp)}, processes {self.info.world_size}, "
                  f"batch {cfg.train.batch_size} per process, seed {cfg.train.seed}")
         for k, v in self.method.describe().items():

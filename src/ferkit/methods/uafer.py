@@ -73,6 +73,8 @@ class UAFerConfig:
     augment: str = "rafdb"               # training augmentation: rafdb (flip) | affectnet | none ...
     class_balanced: bool = False         # class-balanced sampler (UA-FER's AffectNet ImbalancedDatasetSampler)
     image_size: int | None = None        # None = the model's (224 for ViT-B-16, 64 for tiny)
+    resize: str = "bicubic"              # resize interpolation: bicubic (RAF-DB's Resize(224, BICUBIC)) | bilinear
+    #                                      (AffectNet's Resize((224, 224)); its presets set it)
     align: str = "none"                  # inference alignment: none (pre-aligned datasets) | mtcnn5
     share_frozen: bool = True            # compute the frozen lower blocks once for student and teacher when exact
     teacher_cache: str = "auto"          # remember teacher outputs by input content: auto (on the CPU, when the
@@ -104,7 +106,8 @@ def _validate(m: UAFerConfig) -> None:
     checks = [("fusion", m.resolved("fusion"), ("score", "ds")),
               ("loss_type", m.resolved("loss_type"), ("mse", "log", "digamma")),
               ("teacher_view", m.resolved("teacher_view"), ("same", "augmented")),
-              ("evidence", m.evidence, ("relu", "exp", "softplus")), ("annealing", m.annealing, ("step", "exp"))]
+              ("evidence", m.evidence, ("relu", "exp", "softplus")), ("annealing", m.annealing, ("step", "exp")),
+              ("resize", m.resize, ("bicubic", "bilinear"))]
     for key, value, allowed in checks:
         if value not in allowed:
             raise ConfigError(f"model.{key} is '{value}'; use one of {', '.join(allowed)}.")
@@ -282,7 +285,7 @@ class UAFERMethod(Method):
         m = self.cfg.model
         size = m.image_size or self.net.visual.image_size[0]
         return Preprocessing(size=size, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD, align=m.align,
-                             resize="bicubic")
+                             resize=m.resize)
 
     def extra_views(self) -> dict:
         if self.cfg.model.resolved("teacher_view") != "augmented":
