@@ -1,5 +1,6 @@
 """The shipped presets: package data found from a wheel, loaded into configs, named in the run log."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -69,10 +70,15 @@ def test_run_log_names_the_preset(tmp_path):
 
 
 def test_wheel_holds_the_presets(tmp_path):
-    """Build the wheel from this checkout (no network: the venv's setuptools) and look inside."""
+    """Build the wheel from a copy of this checkout (no network: the venv's setuptools; the copy keeps the
+    build's files out of the checkout) and look inside."""
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=600)
-    wheel = next(tmp_path.glob("ferkit-*.whl"))
+                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=600)
+    wheel = next((tmp_path / "dist").glob("ferkit-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {n.rsplit("/", 1)[1][:-5] for n in names if n.startswith("ferkit/presets/") and n.endswith(".yaml")}
     assert shipped == EXPECTED, sorted(shipped ^ EXPECTED)
