@@ -64,7 +64,7 @@ def _batch(batch: int):
     return torch.randn(batch, 3, 224, 224, generator=g), torch.randint(0, 7, (batch,), generator=g)
 
 
-def run_ferkit(batch: int, steps: int, cache: str = "off", precision: str = "auto") -> dict:
+def run_ferkit(batch: int, steps: int, cache: str = "off", precision: str = "fp32") -> dict:
     import torch
 
     from ferkit.config import build_experiment
@@ -175,8 +175,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
-                    help="ferkit's precision (default auto: what training picks on this machine)")
+    ap.add_argument("--precision", default="fp32", choices=("auto", "bf16", "fp32"),
+                    help="ferkit's precision (default fp32: what training uses unless told otherwise)")
     ap.add_argument("--child", choices=["ferkit", "ferkit-warm", "reference"])
     args = ap.parse_args()
     if args.child:

@@ -1,20 +1,17 @@
 """DICE-FER method: each stage changes exactly the networks it should; pairing; prediction; configs; MIG."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from ferkit.api.dicefer import DICEFER, pair_within_batch
-from ferkit.config import build_experiment, experiment_from_dict, load_yaml
+from ferkit.config import build_experiment, experiment_from_dict
 from ferkit.data.labels import SYNTHFER
 from ferkit.engine.method import StepContext
 from ferkit.methods.registry import get_method
 from ferkit.metrics.modified_mig import modified_mig
 
 TINY = {"image_size": 32, "critic_hidden": 16, "disc_hidden": [16, 8], "classifier_hidden": [16, 8]}
-ROOT = Path(__file__).resolve().parents[1]
 
 
 #: one torch thread (conftest.one_thread): two OpenMP threads on a shared 2-core CPU spin on these small steps
@@ -99,7 +96,9 @@ def test_seed_lambdas_map_onto_paper_weights():
 
 @pytest.mark.parametrize("name", ["ckplus", "oulu", "rafdb", "affectnet", "synthetic"])
 def test_dataset_configs_load(name):
-    cfg = experiment_from_dict(load_yaml(ROOT / "configs" / f"dicefer_{name}.yaml"))
+    from ferkit.presets import load_preset
+
+    cfg = experiment_from_dict(load_preset("dicefer", name))
     assert cfg.method == "dicefer" and cfg.data.dataset == name
     assert cfg.model.zeta_adv == 0.025 and cfg.model.image_size == 112 and cfg.model.channels == 1
     if name in ("ckplus", "oulu"):

@@ -112,3 +112,28 @@ def test_forced_bf16_on_a_cpu_without_bf16_instructions_warns_once(monkeypatch, 
         said = [r for r in caplog.records if "emulated" in r.getMessage()]
         assert len(said) == (1 if warns else 0), flags
     devices._warn_emulated_bf16.cache_clear()
+
+
+def test_default_precision_is_fp32_even_where_auto_would_pick_bf16(monkeypatch):
+    """On an AMX CPU (where ``auto`` means bf16) every default is still exact: the training config, the
+    API classes, the pretraining configs and CLIs; bf16 and auto stay one flag away."""
+    import platform
+
+    from ferkit import UAFER
+    from ferkit.cli import build_parser
+    from ferkit.config import TrainConfig
+    from ferkit.engine import devices
+    from ferkit.pretrain.clip import ClipPretrainConfig
+    from ferkit.pretrain.resnet import IdentityPretrainConfig
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16", "amx_tile"}))
+    cpu = torch.device("cpu")
+    assert devices.amp_dtype(cpu, "auto") is torch.bfloat16            # the hardware choice, opt-in
+    assert TrainConfig().precision == "fp32" and devices.amp_dtype(cpu) is None
+    assert ClipPretrainConfig().precision == "fp32" and IdentityPretrainConfig().precision == "fp32"
+    assert UAFER(model_size="tiny", fix_layer=1, device="cpu").amp_dtype is None
+    parser = build_parser()
+    for argv in (["pretrain", "clip", "--out", "x"], ["pretrain", "resnet18", "--out", "x"]):
+        assert parser.parse_args(argv).precision == "fp32", argv
+    assert parser.parse_args(["pretrain", "clip", "--out", "x", "--precision", "bf16"]).precision == "bf16"

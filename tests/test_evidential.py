@@ -7,11 +7,12 @@ import torch
 
 from ferkit.losses.evidential import (
     annealing_coef,
-    avu_loss,
+    avuc_loss,
     dirichlet,
     ds_combine,
     edl_mse,
     edl_nll,
+    euc_loss,
     evidence_from_scores,
     evidential_loss,
     kl_to_uniform,
@@ -111,16 +112,16 @@ def test_kl_to_uniform_matches_torch_distributions():
     assert torch.allclose(kl_to_uniform(torch.ones(2, 7)), torch.zeros(2), atol=1e-6)
 
 
-def test_avu_known_values():
+def test_euc_known_values():
     alpha = torch.tensor([[2.0, 1.0, 1.0]])                   # p_hat = 0.5, u = 0.75, predicts class 0
-    right = avu_loss(alpha, torch.tensor([0]), coef=0.3)
-    wrong = avu_loss(alpha, torch.tensor([1]), coef=0.3)
+    right = euc_loss(alpha, torch.tensor([0]), coef=0.3)
+    wrong = euc_loss(alpha, torch.tensor([1]), coef=0.3)
     assert right.item() == pytest.approx(0.3 * -0.5 * math.log(0.25 + 1e-10))
     assert wrong.item() == pytest.approx(0.7 * -0.5 * math.log(0.75 + 1e-10))
     # coef off 1.0, so a coef that the disentangled form ignored could not pass
-    dis = avu_loss(alpha, torch.tensor([0]), coef=0.4, disentangle=True)
+    dis = euc_loss(alpha, torch.tensor([0]), coef=0.4, disentangle=True)
     assert dis.item() == pytest.approx(0.4 * -math.log(0.5 * 0.25))
-    dis_wrong = avu_loss(alpha, torch.tensor([1]), coef=0.4, disentangle=True)
+    dis_wrong = euc_loss(alpha, torch.tensor([1]), coef=0.4, disentangle=True)
     assert dis_wrong.item() == pytest.approx(0.6 * -math.log(0.5 * 0.75))
 
 
@@ -135,12 +136,13 @@ def test_evidential_loss_terms_and_kl_targets():
     mse = evidential_loss(alpha, y, "mse", with_kl=True, coef=0.5)
     # mse path: alpha~ = (alpha - 1)(1 - y) + 1 = [1, 3, 1]
     assert mse["kl"].item() == pytest.approx(0.5 * kl_to_uniform(torch.tensor([[1.0, 3.0, 1.0]])).item())
-    log = evidential_loss(alpha, y, "log", with_kl=True, with_avu=True, coef=0.5)
+    log = evidential_loss(alpha, y, "log", with_kl=True, coef=0.5, ruc="euc")
     # log path: alpha~ = alpha (1 - y) + y = [1, 3, 1]
     assert log["kl"].item() == pytest.approx(mse["kl"].item())
-    assert set(log) == {"cls", "kl", "avu"}
+    assert set(log) == {"cls", "kl", "ruc"}
+    assert set(evidential_loss(alpha, y, "mse", ruc="avuc")) == {"cls", "ruc"}
     with pytest.raises(ValueError):
-        evidential_loss(alpha, y, "mse", with_avu=True)
+        evidential_loss(alpha, y, "mse", ruc="euc")
 
 
 def test_runs_in_fp32_under_autocast():
@@ -149,3 +151,50 @@ def test_runs_in_fp32_under_autocast():
         out = dirichlet(evidence_from_scores(scores))
         fused = ds_combine(out["belief"], out["uncertainty"], out["belief"], out["uncertainty"])
     assert out["probs"].dtype == torch.float32 and fused["alpha"].dtype == torch.float32
+
+
+def test_avuc_known_values():
+    """Krishnan & Tickoo's AvUC on four opinions, one per cell (threshold 0.5): right-certain, right-uncertain,
+    wrong-certain, wrong-uncertain; the batch-mean threshold (0.60 here) puts them in the same cells."""
+    alpha = torch.tensor([[6.0, 1.0, 1.0], [2.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.5]])
+    target = torch.tensor([0, 0, 0, 0])
+    n_ac = 0.75 * (1 - math.tanh(3 / 8))                 # p_hat 6/8, u 3/8
+    n_au = 0.5 * math.tanh(3 / 4)                        # p_hat 2/4, u 3/4
+    n_ic = (1 - 5 / 7) * (1 - math.tanh(3 / 7))          # p_hat 5/7, u 3/7
+    n_iu = (1 - 1.5 / 3.5) * math.tanh(3 / 3.5)          # p_hat 1.5/3.5, u 3/3.5
+    expected = math.log(1 + (n_au + n_ic) / (n_ac + n_iu))
+    assert avuc_loss(alpha, target, threshold=0.5).item() == pytest.approx(expected, rel=1e-5)
+    assert avuc_loss(alpha, target).item() == pytest.approx(expected, rel=1e-5)
+    # all right and certain: nothing in the numerator
+    assert avuc_loss(alpha[:1], target[:1], threshold=0.5).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def _grad_on_evidence(loss_fn, evidence: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    e = evidence.clone().requires_grad_()
+    loss_fn(e + 1.0, target).sum().backward()
+    return e.grad
+
+
+def test_released_euc_raises_the_wrong_class_probability():
+    """On a wrong prediction the released code's loss_avu (EUC), -(1 - p_hat) log u, has
+    d/de_max = (S - alpha_max) / S^2 (log u + 1): once u < 1/e, descent adds evidence to the predicted (wrong)
+    class, raising its probability; above 1/e it removes it."""
+    wrong = torch.tensor([1])
+    certain = _grad_on_evidence(lambda a, t: euc_loss(a, t, coef=0.5), torch.tensor([[10.0, 0.5, 0.5]]), wrong)
+    assert certain[0, 0] < 0                             # u = 3/14: -grad > 0, more evidence for the wrong class
+    unsure = _grad_on_evidence(lambda a, t: euc_loss(a, t, coef=0.5), torch.tensor([[2.0, 0.5, 0.5]]), wrong)
+    assert unsure[0, 0] > 0                              # u = 3/6
+
+
+def test_avuc_moves_u_the_right_way_only_with_stop_gradient_confidence():
+    """A wrong, certain prediction (u = 7/19 < 0.7): AvUC with the gradient through p_hat as well adds
+    evidence to the wrong class (d/de_max (1 - p_hat)(1 - tanh u) < 0 there); with the p_hat weights
+    detached (the default) every class loses evidence, so u rises. A right, certain one gains evidence."""
+    evidence, wrong, right = torch.tensor([[10.0, 1, 0, 0, 1, 0, 0]]), torch.tensor([3]), torch.tensor([0])
+    exact = _grad_on_evidence(lambda a, t: avuc_loss(a, t, 0.9, detach_confidence=False), evidence, wrong)
+    assert exact[0, 0] < 0
+    stop = _grad_on_evidence(lambda a, t: avuc_loss(a, t, 0.9), evidence, wrong)
+    assert (stop > 0).all()                              # descent removes evidence everywhere: u up
+    ok = _grad_on_evidence(lambda a, t: avuc_loss(torch.cat([a, torch.tensor([[1.0, 1, 1, 1, 1, 1, 2]])]),
+                                                  torch.cat([t, torch.tensor([0])]), 0.9), evidence, right)
+    assert (ok < 0).all()                                # right and certain: more evidence, u down

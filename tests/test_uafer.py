@@ -43,7 +43,7 @@ def test_random_init_is_said_in_log_and_describe(caplog):
 
 
 def test_bad_options_raise_one_sentence():
-    for bad in ({"fusion": "max"}, {"variant": "other"}, {"loss_type": "mse", "with_avu": True},
+    for bad in ({"fusion": "max"}, {"variant": "other"}, {"loss_type": "mse", "with_avu": True, "ruc_form": "euc"},
                 {"prompt_template": "no slot"}):
         with pytest.raises(ConfigError):
             _method(**bad)
@@ -77,8 +77,8 @@ def test_paper_variant_uses_its_own_view_and_ds_fusion():
     ctx.iters_per_epoch, ctx.epoch = 4, 2
     b["image_teacher"] = torch.flip(b["image"], dims=[3])
     out = m.train_step(phase, b, ctx)
-    assert not m._share and {"cls", "kl", "avu", "kd"} <= set(out)
-    assert out["loss"] == pytest.approx(out["cls"] + out["kl"] + out["avu"] + out["kd"], rel=1e-5)
+    assert not m._share and {"cls", "kl", "ruc", "kd"} <= set(out)
+    assert out["loss"] == pytest.approx(out["cls"] + out["kl"] + out["ruc"] + out["kd"], rel=1e-5)
     pred = m.predict(b["image"])
     assert "branches" not in pred.extra and torch.allclose(pred.probs.sum(1), torch.ones(4), atol=1e-5)
 

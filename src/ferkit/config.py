@@ -46,7 +46,8 @@ class TrainConfig:
     lr: float = 1e-4                     # base learning rate
     seed: int = 42                       # seed for weights, data order and augmentation
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
-    precision: str = "auto"              # auto (bf16 on GPUs and on CPUs where it is faster) | bf16 | fp32
+    precision: str = "fp32"              # fp32 (exact: the reference numbers) | bf16 (autocast; changes numbers) |
+    #                                      auto (opt-in: bf16 on GPUs and on CPUs where it is faster, else fp32)
     max_steps: int | None = None         # stop after this many optimiser steps in total (debugging)
     limit_batches: int | None = None     # at most this many batches per epoch (debugging)
     log_every: int = 10                  # log scalars every N steps

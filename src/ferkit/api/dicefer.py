@@ -64,7 +64,7 @@ class DICEFER(CheckpointedModel):
 
     def __init__(self, num_classes: int = 7, feature_dim: int = 64, lambda_exp: float = 1.0,
                  lambda_id: float = 1.0, lambda_adv: float = 0.1, *, label_space=None, device: str = "auto",
-                 precision: str = "auto", seed: int = 42, backbone_weights: str | None = None, **options):
+                 precision: str = "fp32", seed: int = 42, backbone_weights: str | None = None, **options):
         from ferkit.config import build_experiment
         from ferkit.engine.devices import amp_dtype, resolve_device
         from ferkit.engine.registry import get_method

@@ -158,8 +158,9 @@ class CheckpointedModel:
         return save_checkpoint(path, meth.networks(), meta)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto"):
-        """Rebuild a model saved with ``save`` (or trained by ``ferkit train --method <this method>``)."""
+    def load(cls, path: str | Path, device: str = "auto", precision: str = "fp32"):
+        """Rebuild a model saved with ``save`` (or trained by ``ferkit train --method <this method>``); it runs
+        in ``precision`` (fp32 by default, whatever precision it was trained in; bf16 or auto are opt-in)."""
         from ferkit.engine.checkpoint import load_method
         from ferkit.engine.devices import amp_dtype
 
@@ -169,6 +170,6 @@ class CheckpointedModel:
                               "with ferkit.load_model instead.")
         obj = cls.__new__(cls)
         obj.cfg, obj.method, obj.label_space = meth.cfg, meth, meth.label_space
-        obj.device, obj.amp_dtype = meth.device, amp_dtype(meth.device, meth.cfg.train.precision)
+        obj.device, obj.amp_dtype = meth.device, amp_dtype(meth.device, precision)
         obj.history = list(meth.checkpoint_meta.get("history", []))
         return obj

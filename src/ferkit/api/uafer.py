@@ -37,7 +37,7 @@ class UAFER(CheckpointedModel):
 
     def __init__(self, num_classes: int = 7, variant: str = "released", clip_path: str = "", alpha: float = 0.1,
                  topk: int = 16, fix_layer: int = 2, class_names: list[str] | None = None,
-                 model_size: str = "auto", *, label_space=None, device: str = "auto", precision: str = "auto",
+                 model_size: str = "auto", *, label_space=None, device: str = "auto", precision: str = "fp32",
                  seed: int = 42, **options):
         from ferkit.config import build_experiment
         from ferkit.engine.devices import amp_dtype, resolve_device

@@ -1,6 +1,7 @@
 """`ferkit train`: train a method on a dataset (also under `torchrun --nproc_per_node=N`).
 
-Config precedence, lowest first: the method's defaults < ``configs/<method>_<dataset>.yaml`` when present
+Config precedence, lowest first: the method's defaults < the shipped preset ``ferkit/presets/<method>_<dataset>.yaml``
+when there is one (the run log says which, or that none exists)
 < ``--config YAML`` < flags (``--epochs``, ``--alpha``...) < ``--set key=value``. With ``--resume DIR``
 the run's saved ``config.yaml`` replaces the first three. ``--folds all`` trains every subject-independent
 fold into ``OUT/fold<k>`` and prints the mean and standard deviation of the test accuracy.
@@ -56,7 +57,8 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, help="subject-independent fold held out as test")
     p.add_argument("--folds", choices=["all"], help="train every fold and report mean and std")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", help="auto (bf16 on GPUs and on CPUs where it is faster: AMX, Arm BF16) | bf16 | fp32")
+    p.add_argument("--precision", help="fp32 (default: exact, the reference numbers) | bf16 (autocast: faster on "
+                   "GPUs/AMX, changes numbers) | auto (bf16 where the hardware has it natively, else fp32)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (debugging)")
     p.add_argument("--limit-batches", type=int, help="at most this many batches per epoch (debugging)")
     p.add_argument("--seed", type=int)
@@ -82,17 +84,10 @@ def _set(d: dict, key: str, value) -> None:
     d[last] = value
 
 
-def preset_path(method: str, dataset: str) -> Path | None:
-    """``configs/<method>_<dataset>.yaml`` from the working directory or the source checkout, if present."""
-    name = f"{method}_{dataset}.yaml"
-    for root in (Path.cwd() / "configs", Path(__file__).resolve().parents[3] / "configs"):
-        if (root / name).is_file():
-            return root / name
-    return None
-
-
-def config_dict(args: argparse.Namespace) -> dict:
-    """The merged config mapping (before validation) from presets, files, flags and --set."""
+def config_dict(args: argparse.Namespace, notes: list[str] | None = None) -> dict:
+    """The merged config mapping (before validation) from presets, files, flags and --set; ``notes`` (when
+    given) receives the run-log line saying which preset was applied."""
+    from ferkit import presets
     from ferkit.config import apply_overrides, load_yaml
     from ferkit.errors import ConfigError
 
@@ -108,9 +103,11 @@ def config_dict(args: argparse.Namespace) -> dict:
             raise ConfigError("No method given; pass --method baseline|dicefer|uafer (or a --config with 'method').")
         dataset = args.dataset or (user.get("data") or {}).get("dataset") or "synthetic"
         d = {"method": method}
-        preset = preset_path(method, dataset)
+        preset = presets.load_preset(method, dataset)
         if preset is not None:
-            d = _merge(d, load_yaml(preset))
+            d = _merge(d, preset)
+        if notes is not None:
+            notes.append(presets.describe(method, dataset, applied=preset is not None))
         d = _merge(d, user)
         d.setdefault("train", {}).setdefault("out", f"runs/{method}_{dataset}")
     if args.method:
@@ -137,9 +134,10 @@ def run(args: argparse.Namespace) -> int:
     from ferkit.engine.trainer import train
     from ferkit.errors import ConfigError
 
-    cfg = experiment_from_dict(config_dict(args))
+    notes: list[str] = []
+    cfg = experiment_from_dict(config_dict(args, notes))
     if args.folds != "all":
-        result = train(cfg, resume=args.resume)
+        result = train(cfg, resume=args.resume, notes=notes)
         _print_result(result)
         return 0
     if args.resume or cfg.data.fold is not None:
@@ -149,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     for k in range(cfg.data.num_folds):
         fold_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, fold=k),
                                        train=dataclasses.replace(cfg.train, out=str(root / f"fold{k}")))
-        result = train(fold_cfg)
+        result = train(fold_cfg, notes=notes)
         _print_result(result, prefix=f"fold {k}: ")
         test = result.metrics.get("test")
         if test:

@@ -54,29 +54,33 @@ class RunResult:
 
 
 def train(cfg, resume: str | None = None, splits: dict | None = None, progress: bool = True, *,
-          method=None, rng: dict | None = None, console: bool = True, checkpoints: bool = True) -> RunResult:
+          method=None, rng: dict | None = None, console: bool = True, checkpoints: bool = True,
+          notes: list[str] | None = None) -> RunResult:
     """Train ``cfg.method`` on ``cfg.data`` into the run folder ``cfg.train.out`` (see module docstring).
 
     splits: {"train", "val", "test"} of ``DatasetSplit`` or ``LoaderSplit`` (default: built from ``cfg.data``);
     method: a built ``Method`` to train instead of building ``cfg.method`` from the registry;
     rng: with ``method``, the RNG state (``capture_rng``) to start from instead of seeding;
     console: print the run's log lines (they always go to ``log.txt``); checkpoints: False writes none (the
-    best epoch's weights come back in memory), for callers that asked for no run folder.
+    best epoch's weights come back in memory), for callers that asked for no run folder;
+    notes: lines for the head of the run log (e.g. which preset the CLI applied).
     """
     info = dist_utils.init_distributed(cfg.train.device)
     try:
-        return _Run(cfg, info, splits, progress, method, rng, console, checkpoints).run(resume)
+        return _Run(cfg, info, splits, progress, method, rng, console, checkpoints, notes).run(resume)
     finally:
         dist_utils.shutdown(info)
 
 
 class _Run:
     def __init__(self, cfg, info: dist_utils.DistInfo, splits: dict | None, progress: bool, method=None,
-                 rng: dict | None = None, console: bool = True, checkpoints: bool = True):
+                 rng: dict | None = None, console: bool = True, checkpoints: bool = True,
+                 notes: list[str] | None = None):
         self.cfg, self.info, self.progress = cfg, info, progress
         self._given_method, self._given_rng, self.console = method, rng, console
         self.checkpoints, self.best_weights = checkpoints, None
         self.history: list[dict] = []
+        self.notes = list(notes or [])
         self.run_dir = Path(cfg.train.out)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.train.device, info.local_rank if info.enabled else None)
@@ -171,6 +175,8 @@ class _Run:
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
         log.info(f"ferkit train: method {cfg.method}, dataset {cfg.data.dataset} ({sizes}), "
                  f"{self.label_space.num_classes} classes")
+        for note in self.notes:
+            log.info(note)
         log.info(f"device {self.device}, {describe_precision(self.amp)}, processes {self.info.world_size}, "
                  f"batch {cfg.train.batch_size} per process, seed {cfg.train.seed}")
         for k, v in self.method.describe().items():

@@ -7,9 +7,11 @@ sum_c b_c + u = 1. Everything here runs in float32 outside autocast (``fp32`` de
 
 The classification losses are those of UA-FER's ``utils/edl_loss.py`` (itself from DEAR, ICCV 2021):
 mse (the one the released code runs), log and digamma (Type-II maximum likelihood and Bayes risk of
-cross-entropy), the KL regulariser towards Dir(1) with annealing, and the accuracy-versus-uncertainty
-calibration term (AvU, UA-FER's L_RUC). ``ds_combine`` is the Dempster-Shafer reduced combination of two
-opinions of TMC (Han et al., ICLR 2021, ``DS_Combin_two``), the paper figure's "Fusion" block.
+cross-entropy) and the KL regulariser towards Dir(1) with annealing. UA-FER's L_RUC has two readings
+(METHODS.md B.9): ``euc_loss``, the per-sample term the released code calls ``loss_avu`` (DEAR's EUC), and
+``avuc_loss``, the batch-level AvUC of Krishnan & Tickoo (NeurIPS 2020), which the paper variant uses.
+``ds_combine`` is the Dempster-Shafer reduced combination of two opinions of TMC (Han et al., ICLR 2021,
+``DS_Combin_two``), the paper figure's "Fusion" block.
 """
 
 from __future__ import annotations
@@ -128,12 +130,15 @@ def edl_nll(alpha: torch.Tensor, target: torch.Tensor, kind: str = "log") -> tor
 
 
 @fp32
-def avu_loss(alpha: torch.Tensor, target: torch.Tensor, coef: float, disentangle: bool = False) -> torch.Tensor:
-    """Accuracy-versus-uncertainty calibration (UA-FER's L_RUC as in its ``edl_loss.py``), per sample (B,).
+def euc_loss(alpha: torch.Tensor, target: torch.Tensor, coef: float, disentangle: bool = False) -> torch.Tensor:
+    """The released code's ``loss_avu`` (DEAR's EUC, UA-FER's ``edl_loss.py``), per sample (B,).
 
     p_hat = max_c alpha_c / S, u = C / S, match = 1[argmax = y];
     L = coef * match * (-p_hat log(1 - u + eps)) + (1 - coef) * (1 - match) * (-(1 - p_hat) log(u + eps));
-    with ``disentangle``: -log(p_hat (1 - u) + eps) and -log((1 - p_hat) u + eps) instead.
+    with ``disentangle``: -log(p_hat (1 - u) + eps) and -log((1 - p_hat) u + eps) instead. Note that with
+    'step' annealing the wrong-prediction half is off once coef reaches 1, and that on a wrong prediction with
+    u < 1/e its gradient adds evidence to the wrong class (d/de_max = (S - alpha_max)/S^2 (log u + 1);
+    tests/test_evidential.py).
     """
     strength = alpha.sum(dim=1)                                                        # (B,)
     u = alpha.shape[1] / strength
@@ -148,13 +153,52 @@ def avu_loss(alpha: torch.Tensor, target: torch.Tensor, coef: float, disentangle
     return coef * match * acc_uncertain + (1 - coef) * (1 - match) * inacc_certain
 
 
+@fp32
+def avuc_loss(alpha: torch.Tensor, target: torch.Tensor, threshold: float | None = None,
+              detach_confidence: bool = True) -> torch.Tensor:
+    """Accuracy-versus-uncertainty calibration loss (Krishnan & Tickoo, NeurIPS 2020), one value per batch.
+
+    With p_hat = max_c alpha_c / S, u = C / S (the Dirichlet uncertainty in place of their predictive entropy)
+    and the threshold u_th, the soft counts over the batch are
+        n_AC = sum_{right, u <= u_th} p_hat (1 - tanh u),  n_AU = sum_{right, u > u_th} p_hat tanh u,
+        n_IC = sum_{wrong, u <= u_th} (1 - p_hat)(1 - tanh u),  n_IU = sum_{wrong, u > u_th} (1 - p_hat) tanh u,
+    and L_AvUC = log(1 + (n_AU + n_IC) / (n_AC + n_IU)) = -log AvU.
+
+    [INFERRED] ``threshold`` None: u_th is the batch's mean u (no gradient), since neither paper fixes it for
+    a Dirichlet u. [INFERRED] ``detach_confidence`` (default): the p_hat weights carry no gradient, so the loss
+    moves u only: up on wrong predictions, down on right ones, in all four cells. With the gradient through
+    p_hat as well, a wrong prediction with u below about 0.7 in the "certain" cell gets *more* evidence for
+    its wrong class (d/de_max of (1 - p_hat)(1 - tanh u) < 0 there; tests/test_evidential.py).
+    alpha (B, C), target (B,) -> scalar.
+    """
+    strength = alpha.sum(dim=1)                                                        # (B,)
+    u = alpha.shape[1] / strength                                                      # (B,)
+    p_hat, pred = (alpha / strength.unsqueeze(1)).max(dim=1)                           # (B,), (B,)
+    conf = p_hat.detach() if detach_confidence else p_hat
+    right = pred == target
+    u_th = u.detach().mean() if threshold is None else torch.as_tensor(threshold, dtype=u.dtype, device=u.device)
+    certain = u <= u_th
+    t = torch.tanh(u)
+    zero = u.new_zeros(())
+    n_ac = torch.where(right & certain, conf * (1 - t), zero).sum()
+    n_au = torch.where(right & ~certain, conf * t, zero).sum()
+    n_ic = torch.where(~right & certain, (1 - conf) * (1 - t), zero).sum()
+    n_iu = torch.where(~right & ~certain, (1 - conf) * t, zero).sum()
+    return torch.log1p((n_au + n_ic) / (n_ac + n_iu + EPS))
+
+
+RUC_FORMS = ("avuc", "euc")
+
+
 def evidential_loss(alpha: torch.Tensor, target: torch.Tensor, loss_type: str = "mse", with_kl: bool = False,
-                    with_avu: bool = False, coef: float = 0.0, avu_disentangle: bool = False) -> dict[str, torch.Tensor]:
-    """The batch-mean EDL terms UA-FER's ``EvidenceLoss`` would return, by name.
+                    coef: float = 0.0, ruc: str | None = None, ruc_threshold: float | None = None,
+                    detach_confidence: bool = True, euc_disentangle: bool = False) -> dict[str, torch.Tensor]:
+    """The batch-mean EDL terms, by name.
 
     "cls": mse err | log | digamma classification loss; "kl": coef * KL(Dir(alpha~) || Dir(1)) with
-    alpha~ = (alpha - 1)(1 - y) + 1 on the mse path and alpha (1 - y) + y on the log/digamma path;
-    "avu": the AvU term (log/digamma only, as in the reference). alpha (B, C), target (B,).
+    alpha~ = (alpha - 1)(1 - y) + 1 on the mse path and alpha (1 - y) + y (the same numbers) on the
+    log/digamma path; "ruc" (when ``ruc`` is given): ``avuc_loss`` or ``euc_loss`` (the latter on log/digamma
+    only, as in the reference). alpha (B, C), target (B,).
     """
     y = F.one_hot(target, alpha.shape[1]).to(alpha.dtype)                            # (B, C)
     out: dict[str, torch.Tensor] = {}
@@ -168,8 +212,12 @@ def evidential_loss(alpha: torch.Tensor, target: torch.Tensor, loss_type: str = 
         raise ValueError(f"loss_type must be mse, log or digamma, got {loss_type!r}")
     if with_kl:
         out["kl"] = coef * kl_to_uniform(kl_alpha).mean()
-    if with_avu:
+    if ruc == "avuc":
+        out["ruc"] = avuc_loss(alpha, target, ruc_threshold, detach_confidence)
+    elif ruc == "euc":
         if loss_type == "mse":
-            raise ValueError("the AvU term needs loss_type log or digamma (as in UA-FER's edl_loss.py)")
-        out["avu"] = avu_loss(alpha, target, coef, avu_disentangle).mean()
+            raise ValueError("the EUC term needs loss_type log or digamma (as in UA-FER's edl_loss.py)")
+        out["ruc"] = euc_loss(alpha, target, coef, euc_disentangle).mean()
+    elif ruc is not None:
+        raise ValueError(f"ruc must be avuc, euc or None, got {ruc!r}")
     return out

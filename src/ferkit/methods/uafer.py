@@ -3,131 +3,41 @@
 Two variants (METHODS.md B, D): ``released`` reproduces the released code (bare class-name prompts, linear
 score fusion before the evidence, teacher on the same image, L = mean_b sum_c (y_c - p_c)^2 +
 lamda_kd * L1(v_cls, v_cls^T) with the unnormalised teacher, text unnormalised at test time); ``paper``
-implements the figure (prompt template, teacher on a separately augmented view, per-branch opinions fused
-by Dempster-Shafer, digamma EDL + annealed KL + lamda_ruc * AvU). Every paper-only choice is its own
-option; ``None`` means "the variant's value". The optimiser recipe is in :mod:`ferkit.methods.uafer_optim`.
+implements the figure as reconstructed in METHODS.md B.9 (prompt template, teacher on a separately
+augmented view, a learnable evidence extractor [INFERRED], per-branch opinions fused by Dempster-Shafer with
+every opinion supervised [INFERRED, as TMC], digamma EDL + annealed KL, + lamda_ruc * AvUC [threshold and
+stop-gradient INFERRED]). Every paper-only choice is its own option (:mod:`ferkit.methods.uafer_config`);
+``None`` means "the variant's value". The optimiser recipe is in :mod:`ferkit.methods.uafer_optim`.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferkit.config import Rule, above, at_least, between, field_rules, one_of, register_method_config
 from ferkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from ferkit.data.transforms import AUGMENTS
 from ferkit.engine.method import Method, Phase, Prediction, StepContext
 from ferkit.errors import ConfigError
 from ferkit.losses.evidential import annealing_coef, evidential_loss
 from ferkit.methods.frozen_cache import OutputCache, auto_cache, content_keys
 from ferkit.methods.registry import register_method
+from ferkit.methods.uafer_config import (
+    PAPER_TEMPLATE,
+    VARIANTS,
+    UAFerConfig,
+    describe_settings,
+    prompt_words,
+    validate,
+)
+
+__all__ = ["PAPER_TEMPLATE", "VARIANTS", "UAFerConfig", "UAFERMethod", "prompt_words", "zero_shot_method"]
 
 log = logging.getLogger(__name__)
-
-PAPER_TEMPLATE = "a photo of a {} facial expression."
-#: what each variant means for the options left at None
-VARIANTS: dict[str, dict] = {
-    "released": {"prompt_template": "{}", "fusion": "score", "loss_type": "mse", "with_kl": False,
-                 "with_avu": False, "teacher_view": "same", "normalize_text_at_test": False},
-    "paper": {"prompt_template": PAPER_TEMPLATE, "fusion": "ds", "loss_type": "digamma", "with_kl": True,
-              "with_avu": True, "teacher_view": "augmented", "normalize_text_at_test": True},
-}
-#: UA-FER's prompt word for a canonical class name (its get_labelname lists), where they differ
-PROMPT_WORDS = {"disgust": "disgusted"}
-
-
-@register_method_config("uafer")
-@dataclass
-class UAFerConfig:
-    variant: str = "released"            # released (the released code) | paper (the paper figure)
-    clip_path: str = ""                  # local CLIP weights: ViT-B-16.pt, state dict, open_clip ckpt, HF folder
-    model_size: str = "auto"             # auto (the size clip_path holds; ViT-B-16 without weights) | ViT-B-16 |
-    #                                      tiny (a small ViT/text tower at 64 px: tests, demos, `ferkit pretrain clip`)
-    quick_gelu: bool | None = None       # None = from the weights (OpenAI: QuickGELU); random init: True
-    alpha: float = 0.1                   # weight of the LOCAL branch (0.1 RAF-DB, 0.3 AffectNet)
-    topk: int = 16                       # patches averaged per class in the local affinity
-    fix_layer: int = 2                   # layers with id <= fix_layer frozen (stem 0, block i -> i+1); 2 / 8
-    layer_decay: float = 0.65            # layer-wise lr decay: scale = layer_decay ** (depth + 1 - layer_id)
-    weight_decay: float = 5e-4           # AdamW weight decay on >= 2-D parameters (1-D: none)
-    warmup_epochs: float = 5.0           # linear warmup length (epochs); the lr is set every iteration
-    min_lr: float = 1e-8                 # cosine floor
-    lamda_kd: float = 1.0                # weight of the L1 distillation towards the frozen teacher's CLS projection
-    lamda_ruc: float = 1.0               # weight of the AvU calibration term L_RUC (inert in the released code)
-    evidence: str = "relu"               # evidence function: relu | exp | softplus
-    class_names: list[str] | None = None  # prompt words per class, in label order (None = UA-FER's words)
-    prompt_template: str | None = None   # "{}" (released) | "a photo of a {} facial expression." (paper)
-    fusion: str | None = None            # score (linear, before the evidence; released) | ds (Dempster-Shafer)
-    loss_type: str | None = None         # mse (released) | log | digamma (paper)
-    with_kl: bool | None = None          # add the annealed KL(Dir(alpha~) || Dir(1)) regulariser
-    with_avu: bool | None = None         # add lamda_ruc * AvU (needs loss_type log or digamma)
-    avu_disentangle: bool = False        # AvU with -log(p(1-u)) / -log((1-p)u) terms
-    annealing: str = "step"              # lambda_t: step = min(1, epoch / annealing_step) | exp
-    annealing_step: float = 10.0         # epochs to reach lambda_t = 1 with step annealing
-    teacher_view: str | None = None      # same (the student's tensor; released) | augmented (own view; paper)
-    normalize_text_at_test: bool | None = None  # L2-normalise text embeddings at test time (released: no)
-    kd_normalize_teacher: bool = False   # L2-normalise the teacher's CLS before L1 (released: raw)
-    augment: str = "rafdb"               # training augmentation: rafdb (flip) | affectnet | none ...
-    class_balanced: bool = False         # class-balanced sampler (UA-FER's AffectNet ImbalancedDatasetSampler)
-    image_size: int | None = None        # None = the model's (224 for ViT-B-16, 64 for tiny)
-    align: str = "none"                  # inference alignment: none (pre-aligned datasets) | mtcnn5
-    share_frozen: bool = True            # compute the frozen lower blocks once for student and teacher when exact
-    teacher_cache: str = "auto"          # remember teacher outputs by input content: auto (on the CPU, when the
-    #                                      training augmentation repeats inputs: none, flip, rafdb, dicefer14) | on | off
-    teacher_cache_size: int = 100_000    # most outputs remembered (100k x 512 floats = 200 MB for ViT-B/16)
-    weights_from_checkpoint: bool = False  # set when rebuilt from a ferkit checkpoint (clip_path is not read)
-
-    def resolved(self, key: str):
-        """The effective value of a variant-dependent option."""
-        value = getattr(self, key)
-        return VARIANTS[self.variant][key] if value is None else value
-
-
-field_rules(UAFerConfig, variant=one_of(*VARIANTS), alpha=between(0, 1), topk=at_least(1), fix_layer=at_least(-1),
-            layer_decay=Rule(lo=0, hi=1, lo_open=True), weight_decay=at_least(0), warmup_epochs=at_least(0),
-            min_lr=at_least(0), lamda_kd=at_least(0), lamda_ruc=at_least(0), evidence=one_of("relu", "exp", "softplus"),
-            fusion=one_of("score", "ds"), loss_type=one_of("mse", "log", "digamma"),
-            annealing=one_of("step", "exp"), annealing_step=above(0), teacher_view=one_of("same", "augmented"),
-            augment=one_of(*AUGMENTS), image_size=at_least(16), align=one_of("none", "mtcnn5"),
-            teacher_cache=one_of("auto", "on", "off"), teacher_cache_size=at_least(0))
-
-
-def prompt_words(label_space, class_names: list[str] | None) -> list[str]:
-    """The prompt word of each class: given names, canonical names for SynthFER, else UA-FER's words."""
-    if class_names is not None:
-        if len(class_names) != label_space.num_classes:
-            raise ConfigError(f"model.class_names has {len(class_names)} names but the dataset has "
-                              f"{label_space.num_classes} classes; give one name per class.")
-        return [str(c) for c in class_names]
-    if label_space.name == "synthfer":
-        return list(label_space.classes)
-    return [PROMPT_WORDS.get(c, c) for c in label_space.classes]
-
-
-def _validate(m: UAFerConfig) -> None:
-    if m.variant not in VARIANTS:
-        raise ConfigError(f"model.variant is '{m.variant}'; use one of {', '.join(VARIANTS)}.")
-    checks = [("fusion", m.resolved("fusion"), ("score", "ds")),
-              ("loss_type", m.resolved("loss_type"), ("mse", "log", "digamma")),
-              ("teacher_view", m.resolved("teacher_view"), ("same", "augmented")),
-              ("evidence", m.evidence, ("relu", "exp", "softplus")), ("annealing", m.annealing, ("step", "exp"))]
-    for key, value, allowed in checks:
-        if value not in allowed:
-            raise ConfigError(f"model.{key} is '{value}'; use one of {', '.join(allowed)}.")
-    if m.resolved("with_avu") and m.resolved("loss_type") == "mse":
-        raise ConfigError("model.with_avu needs model.loss_type log or digamma (the AvU term is defined there).")
-    if "{}" not in m.resolved("prompt_template"):
-        raise ConfigError("model.prompt_template must contain '{}' where the class name goes.")
-    if m.teacher_cache not in ("auto", "on", "off") or m.teacher_cache_size < 0:
-        raise ConfigError(f"model.teacher_cache is '{m.teacher_cache}' (use auto, on or off) and "
-                          f"model.teacher_cache_size {m.teacher_cache_size} (use >= 0).")
-    if m.topk < 1 or not 0.0 <= m.alpha <= 1.0:
-        raise ConfigError(f"model.topk must be >= 1 and model.alpha in [0, 1], got {m.topk} and {m.alpha}.")
-
 
 @register_method("uafer")
 class UAFERMethod(Method):
@@ -139,7 +49,7 @@ class UAFERMethod(Method):
         from ferkit.models.uafer import UAFERNet
 
         m: UAFerConfig = cfg.model
-        _validate(m)
+        validate(m)
         self.prompts = [m.resolved("prompt_template").format(w) for w in prompt_words(label_space, m.class_names)]
         clip, self.weights_info = self._initial_clip()
         if m.weights_from_checkpoint:       # the checkpoint holds the text embeddings
@@ -148,8 +58,10 @@ class UAFERMethod(Method):
             text = encode_prompts(clip, self.prompts)                                   # (C, D)
         # the teacher's weights: the image tower before any training (None when restoring for inference)
         self._initial_visual = None if m.weights_from_checkpoint else copy.deepcopy(clip.visual)
-        self.net = UAFERNet(clip.visual, text, m.alpha, m.topk, m.fix_layer,
-                            fusion=m.resolved("fusion"), evidence=m.evidence)
+        scale = m.evidence_scale_init if m.evidence_scale_init is not None else float(clip.logit_scale.detach().exp())
+        self.net = UAFERNet(clip.visual, text, m.alpha, m.topk, m.fix_layer, fusion=m.resolved("fusion"),
+                            evidence=m.resolved("evidence"), extractor=m.resolved("evidence_extractor"),
+                            scale_init=scale)
         self.net.freeze()
         self.net.to(device)
         self.teacher = None
@@ -237,7 +149,8 @@ class UAFERMethod(Method):
             from ferkit.methods.uafer_optim import build_optimizer
 
             m, t = self.cfg.model, self.cfg.train
-            opt = build_optimizer(self.net.visual, m.fix_layer, t.lr, m.weight_decay, m.layer_decay)
+            opt = build_optimizer(self.net.visual, m.fix_layer, t.lr, m.weight_decay, m.layer_decay,
+                                  extra=self.net.extractor_parameters())
             sampler = "class_balanced" if m.class_balanced else "shuffle"
             self._phases = [Phase("train", t.epochs, {"adamw": opt}, sampler=sampler)]
         return self._phases
@@ -256,24 +169,37 @@ class UAFERMethod(Method):
             t_cls = self._teacher_cls(images, lower, batch)                  # (B, D)
             v_cls, v_loc = self.net.features(lower)                          # (B, D), (B, N, D) fp32
         losses, out = self.loss_terms(v_cls, v_loc, t_cls, labels, ctx.epoch, phase.epochs)
-        total = losses["cls"] + losses.get("kl", 0.0) + m.lamda_ruc * losses.get("avu", 0.0) \
+        total = losses["cls"] + losses.get("kl", 0.0) + m.lamda_ruc * losses.get("ruc", 0.0) \
             + m.lamda_kd * losses["kd"]
         ctx.step(losses, ["adamw"], total=total)
         acc = (out["probs"].detach().argmax(1) == labels).float().mean()
         scalars = {k: v.item() for k, v in losses.items()}
         scalars.update(loss=total.item(), acc=acc.item(), lr=lr,
                        uncertainty=out["uncertainty"].detach().mean().item())
+        tau = self.net.evidence_scales()
+        if tau is not None:
+            scalars.update(tau_global=tau[0].item(), tau_local=tau[1].item())
         return scalars
 
     def loss_terms(self, v_cls: torch.Tensor, v_loc: torch.Tensor, t_cls: torch.Tensor, labels: torch.Tensor,
                    epoch: int, total_epochs: int) -> tuple[dict[str, torch.Tensor], dict]:
-        """Training losses (unweighted terms) and the opinion; text embeddings normalised as in training."""
+        """Training losses (unweighted terms) and the opinion; text embeddings normalised as in training.
+
+        "cls" and "kl" sum over the supervised opinions: the fused one, plus each branch's with
+        ``supervise_branches`` (TMC: loss = sum_v L(alpha_v) + L(alpha_fused)); "ruc" is on the fused opinion.
+        """
         m = self.cfg.model
-        s_g, s_l = self.net.branch_scores(v_cls, v_loc, normalize_text=True)          # (B, C) x 2
-        out = self.net.opinion(s_g, s_l)
+        a_g, a_l = self.net.affinities(v_cls, v_loc, normalize_text=True)              # (B, C) x 2
+        out = self.net.opinion(a_g, a_l)
         coef = annealing_coef(epoch, total_epochs, m.annealing, m.annealing_step)
-        losses = evidential_loss(out["alpha"], labels, m.resolved("loss_type"), m.resolved("with_kl"),
-                                 m.resolved("with_avu"), coef, m.avu_disentangle)
+        ruc = m.resolved("ruc_form") if m.resolved("with_avu") else None
+        losses = evidential_loss(out["alpha"], labels, m.resolved("loss_type"), m.resolved("with_kl"), coef, ruc,
+                                 m.ruc_threshold, m.ruc_detach_confidence, m.avu_disentangle)
+        if m.resolved("supervise_branches"):
+            for branch in out["branches"].values():
+                terms = evidential_loss(branch["alpha"], labels, m.resolved("loss_type"), m.resolved("with_kl"), coef)
+                for key, value in terms.items():
+                    losses[key] = losses[key] + value
         teacher = t_cls.float()
         if m.kd_normalize_teacher:
             teacher = teacher / teacher.norm(dim=-1, keepdim=True)
@@ -283,8 +209,8 @@ class UAFERMethod(Method):
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> Prediction:
         v_cls, v_loc = self.net(images)                                                # (B, D), (B, N, D)
-        s_g, s_l = self.net.branch_scores(v_cls, v_loc, self.cfg.model.resolved("normalize_text_at_test"))
-        out = self.net.opinion(s_g, s_l)
+        a_g, a_l = self.net.affinities(v_cls, v_loc, self.cfg.model.resolved("normalize_text_at_test"))
+        out = self.net.opinion(a_g, a_l)
         return Prediction(probs=out["probs"], uncertainty=out["uncertainty"], embedding=v_cls,
                           extra={"belief": out["belief"]})
 
@@ -292,7 +218,7 @@ class UAFERMethod(Method):
         m = self.cfg.model
         size = m.image_size or self.net.visual.image_size[0]
         return Preprocessing(size=size, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD, align=m.align,
-                             resize="bicubic")
+                             resize=m.resize)
 
     def extra_views(self) -> dict:
         if self.cfg.model.resolved("teacher_view") != "augmented":
@@ -321,11 +247,10 @@ class UAFERMethod(Method):
         if getattr(self, "checkpoint_meta", None):
             weights = self.checkpoint_meta.get("describe", {}).get("weights", weights)
         trainable = sum(p.numel() for p in self.net.parameters() if p.requires_grad)
+        tau = self.net.evidence_scales()
+        settings = describe_settings(m, None if tau is None else tuple(tau.tolist()))
         return {"model": f"UA-FER ({m.variant}) on CLIP {m.model_size}, {self.label_space.num_classes} classes",
-                "weights": weights, "prompts": "; ".join(self.prompts),
-                "fusion": f"{m.resolved('fusion')} (alpha {m.alpha}, top-k {m.topk})",
-                "loss": (f"{m.resolved('loss_type')} EDL" + (" + KL" if m.resolved("with_kl") else "")
-                         + (f" + {m.lamda_ruc} AvU" if m.resolved("with_avu") else "") + f" + {m.lamda_kd} KD"),
+                "weights": weights, "prompts": "; ".join(self.prompts), **settings,
                 "trainable": f"{trainable / 1e6:.2f} M parameters (fix_layer {m.fix_layer})",
                 "optimizer": f"AdamW lr {self.cfg.train.lr}, layer decay {m.layer_decay}, wd {m.weight_decay}",
                 "teacher": "frozen initial image tower, outputs " + (

@@ -39,13 +39,18 @@ def param_groups(visual: nn.Module, fix_layer: int, weight_decay: float, layer_d
 
 
 def build_optimizer(visual: nn.Module, fix_layer: int, lr: float, weight_decay: float,
-                    layer_decay: float) -> torch.optim.AdamW:
-    """AdamW (PyTorch default betas/eps) over the trainable groups; the lr is set per step by ``set_lr``."""
+                    layer_decay: float, extra: list[nn.Parameter] | None = None) -> torch.optim.AdamW:
+    """AdamW (PyTorch default betas/eps) over the trainable groups; the lr is set per step by ``set_lr``.
+    ``extra`` parameters outside the tower (the paper variant's evidence scales) get their own group at the
+    full lr (scale 1, as the head layers) without weight decay."""
     groups = param_groups(visual, fix_layer, weight_decay, layer_decay)
     if not groups:
         from ferkit.errors import ConfigError
 
         raise ConfigError(f"model.fix_layer={fix_layer} freezes every layer of the image tower; lower it.")
+    if extra:
+        groups.append({"name": "evidence_extractor", "params": list(extra), "weight_decay": 0.0, "lr_scale": 1.0,
+                       "layer_id": len(visual.transformer.resblocks) + 1})
     fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=lr, fused=fused)
 

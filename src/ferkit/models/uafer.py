@@ -11,12 +11,20 @@ all tokens), then the CLIP projection on every token, L2-normalised: v_cls (B, D
 and either linear score fusion s = alpha s_l + (1 - alpha) s_g before the evidence (released code) or an
 opinion per branch fused by Dempster-Shafer (paper figure); see :meth:`UAFERNet.opinion`.
 
+The evidence extractor is "fixed" in the released code: e = g(s) of the class-normalised score, so evidence
+per class is at most 1 (ReLU) and u = C / S measures only how peaked s is. The paper figure's "Evidence
+Extractor (tuned)" is reconstructed [INFERRED] as "learnable": z_b = tau_b (A_b - mean_c A_b) on the raw
+affinities of branch b, e_b = g(z_b), with a learnable scale tau_b > 0 per branch (log-parametrised, started
+at the CLIP's own logit scale), so evidence can grow with the margin between classes and with training.
+
 The frozen part (the stem and the blocks below ``fix_layer``) runs under ``no_grad``; its output can be
 shared with the teacher when the teacher sees the same image and its lower blocks are bitwise the
 student's frozen ones (then both compute exactly the same thing, so it is computed once).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -77,13 +85,23 @@ class UAFERNet(nn.Module):
     """Student CLIP image tower + the (frozen, precomputed) class text embeddings."""
 
     def __init__(self, visual: nn.Module, text_embeds: torch.Tensor, alpha: float, topk: int, fix_layer: int,
-                 fusion: str = "score", evidence: str = "relu"):
+                 fusion: str = "score", evidence: str = "relu", extractor: str = "fixed", scale_init: float = 1.0):
         super().__init__()
         self.visual = visual
         self.register_buffer("text_embeds", text_embeds.detach().float().clone())   # (C, D) unnormalised
         self.alpha, self.topk, self.fix_layer = alpha, topk, fix_layer
-        self.fusion, self.evidence = fusion, evidence
+        self.fusion, self.evidence, self.extractor = fusion, evidence, extractor
         self.depth = len(visual.transformer.resblocks)
+        if extractor == "learnable":          # log tau for the (global, local) branches
+            self.evidence_log_scale = nn.Parameter(torch.full((2,), math.log(scale_init)))
+
+    def extractor_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters outside the image tower (the learnable evidence scales; none when fixed)."""
+        return [self.evidence_log_scale] if self.extractor == "learnable" else []
+
+    def evidence_scales(self) -> torch.Tensor | None:
+        """(tau_global, tau_local) of the learnable extractor, or None when it is fixed."""
+        return self.evidence_log_scale.exp() if self.extractor == "learnable" else None
 
     @property
     def num_frozen_blocks(self) -> int:
@@ -118,24 +136,36 @@ class UAFERNet(nn.Module):
         return self.features(self.lower(x))
 
     @fp32
-    def branch_scores(self, v_cls: torch.Tensor, v_loc: torch.Tensor,
-                      normalize_text: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(s_g, s_l), each (B, C) and normalised across classes; ``normalize_text`` L2-normalises t_c
-        first (the released code does so in training and not at test time)."""
+    def affinities(self, v_cls: torch.Tensor, v_loc: torch.Tensor,
+                   normalize_text: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A_g, A_l), each (B, C): the global affinity and the per-class top-k mean of the patch affinities;
+        ``normalize_text`` L2-normalises t_c first (the released code does so in training, not at test)."""
         text = self.text_embeds                                            # (C, D)
         if normalize_text:
             text = text / text.norm(dim=-1, keepdim=True)
         a_g = v_cls @ text.t()                                             # (B, C)
         k = min(self.topk, v_loc.shape[1])
         a_l = torch.topk(v_loc @ text.t(), k=k, dim=1).values.mean(dim=1)  # (B, N, C) -> (B, C)
-        return a_g / a_g.norm(dim=-1, keepdim=True), a_l / a_l.norm(dim=-1, keepdim=True)
+        return a_g, a_l
 
-    def opinion(self, s_g: torch.Tensor, s_l: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The Dirichlet opinion (alpha, probs, belief, uncertainty...) from the two branch scores.
+    def branch_scores(self, a_g: torch.Tensor, a_l: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the evidence function reads per branch, (B, C) each: the class-normalised s_b = A_b / ||A_b||
+        (fixed extractor, released) or z_b = tau_b (A_b - mean_c A_b) (learnable extractor, [INFERRED])."""
+        if self.extractor == "fixed":
+            return a_g / a_g.norm(dim=-1, keepdim=True), a_l / a_l.norm(dim=-1, keepdim=True)
+        tau = self.evidence_scales().float()                               # (2,)
+        return (tau[0] * (a_g - a_g.mean(dim=1, keepdim=True)),
+                tau[1] * (a_l - a_l.mean(dim=1, keepdim=True)))
+
+    @fp32
+    def opinion(self, a_g: torch.Tensor, a_l: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The Dirichlet opinion (alpha, probs, belief, uncertainty...) from the two branches' affinities.
 
         fusion "score": s = alpha s_l + (1 - alpha) s_g, e = g(s) (released code);
-        fusion "ds": e_g = g(s_g), e_l = g(s_l), one opinion each, Dempster-Shafer combined (paper figure).
+        fusion "ds": e_g = g(s_g), e_l = g(s_l), one opinion each, Dempster-Shafer combined (paper figure);
+        the branch opinions are kept under "branches" (the paper variant supervises them too).
         """
+        s_g, s_l = self.branch_scores(a_g.float(), a_l.float())
         if self.fusion == "score":
             logits = self.alpha * s_l + (1 - self.alpha) * s_g             # (B, C)
             out = dirichlet(evidence_from_scores(logits, self.evidence))

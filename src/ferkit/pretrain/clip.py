@@ -54,7 +54,7 @@ class ClipPretrainConfig:
     warmup_fraction: float = 0.1   # of all steps
     flip: bool = True              # mirror half the images (captions swap left and right)
     seed: int = 0
-    precision: str = "auto"        # auto (bf16 where the CPU/GPU has it) | bf16 | fp32: the towers; loss in fp32
+    precision: str = "fp32"        # fp32 (exact) | bf16 | auto (bf16 where the CPU/GPU has it): the towers; loss fp32
     device: str = "auto"
     quick_gelu: bool = True        # OpenAI CLIP's activation (the name of the run says so to the loader)
     captions: str = "alt-text"     # a key of CAPTION_STYLES: alt-text (varied, with attributes) | expression
@@ -254,8 +254,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "'a photo of a happy face.' or the bare class name (default alt-text)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
-                   help="autocast of the towers; the loss is fp32 (default auto)")
+    p.add_argument("--precision", default="fp32", choices=("auto", "bf16", "fp32"),
+                   help="autocast of the towers; the loss is fp32 (default fp32: bf16 changes numbers)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -46,7 +46,7 @@ class IdentityPretrainConfig:
     weight_decay: float = 5e-4
     augment: str = "flip"          # flip | none | dicefer14
     seed: int = 0
-    precision: str = "auto"        # auto (bf16 where the CPU/GPU has it) | bf16 | fp32
+    precision: str = "fp32"        # fp32 (exact) | bf16 | auto (bf16 where the CPU/GPU has it)
     device: str = "auto"
 
 
@@ -211,7 +211,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, cosine-decayed (default 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"), help="default auto")
+    p.add_argument("--precision", default="fp32", choices=("auto", "bf16", "fp32"),
+                   help="default fp32 (bf16 changes numbers; auto: bf16 where the hardware has it)")
 
 
 def run(args: argparse.Namespace) -> int:
