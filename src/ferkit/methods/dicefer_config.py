@@ -39,8 +39,9 @@ class DiceFerConfig:
     nu_exp: float = 1.0                     # weight of the local expression MI terms
     delta: float = 0.1                      # weight of the L1 distance between E_M and E_N
     swap: bool = True                       # SER: score M's map against E_N (False = non-swapped ablation)
-    delta_warmup_steps: int = 0             # [INFERRED] delta ramps linearly from 0 over this many stage-1
-    #                                         steps (0 = the paper's constant delta from the first step)
+    delta_warmup_steps: int = 500           # [INFERRED] delta ramps linearly from 0 over this many stage-1
+    #                                         steps, so L1's scale-free pull cannot shrink E to a constant while the
+    #                                         MI estimate is still noise (0 = the paper's constant delta)
     # stage 2 (Eq. 9-11)
     mu_id: float = 0.5                      # weight of the global identity MI terms
     nu_id: float = 1.0                      # weight of the local identity MI terms
