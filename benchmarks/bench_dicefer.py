@@ -117,7 +117,7 @@ def outputs(predict, split, pre) -> dict[str, np.ndarray]:
 
 def evaluate(predict, pre, test, holdout, num_classes: int) -> dict:
     from ferkit.metrics.classification import classification_metrics
-    from ferkit.metrics.leakage import identity_probe
+    from ferkit.metrics.leakage import identity_probe, identity_probe_at_dim
     from ferkit.metrics.mig import mig
 
     t, h = outputs(predict, test, pre), outputs(predict, holdout, pre)
@@ -127,6 +127,8 @@ def evaluate(predict, pre, test, holdout, num_classes: int) -> dict:
            "probe_from_E": identity_probe(h["embedding"], h["subjects"])["accuracy"],
            "probe_chance": identity_probe(h["embedding"], h["subjects"])["chance"],
            "standard_mig": float(mig(codes, np.stack([t["labels"], t["subjects"]], 1)))}
+    # at DICE-FER's 64-D (PCA) as well: probe accuracy grows with dimension, so only these compare across methods
+    out["probe_from_E_at_64"] = identity_probe_at_dim(h["embedding"], h["subjects"], 64)["accuracy"]
     if h["identity"] is not None:
         out["probe_from_I"] = identity_probe(h["identity"], h["subjects"])["accuracy"]
     return out

@@ -5,13 +5,14 @@ from ferkit.commands.demo import PREPARERS, demo_entries, format_table
 
 def test_table_columns_line_up_whatever_the_method_names():
     rows = [{"method": "baseline", "accuracy": 0.782, "mean_class_accuracy": 0.78, "u_right": 0.106,
-             "u_wrong": 0.266, "train_seconds": 65},
+             "u_wrong": 0.266, "train_seconds": 65, "linear_probe": 0.8, "subject_probe_64": 0.5},
             {"method": "UA-FER (tiny CLIP, caption-pretrained) and then some", "accuracy": 0.671,
-             "mean_class_accuracy": 0.671, "u_right": 0.86, "u_wrong": 0.855, "train_seconds": 23}]
+             "mean_class_accuracy": 0.671, "u_right": 0.86, "u_wrong": 0.855, "train_seconds": 23,
+             "linear_probe": 0.7, "subject_probe_64": 0.25}]
     lines = format_table(rows, 1 / 7).splitlines()
     ends = {len(line) for line in lines[:3]}
     assert len(ends) == 1, lines                                   # header and rows end in the same column
-    assert lines[2].split()[-5:] == ["0.671", "0.671", "0.860", "0.855", "23s"]
+    assert lines[2].split()[-7:] == ["0.671", "0.671", "0.700", "0.250", "0.860", "0.855", "23s"]
     assert lines[3].startswith("(chance = 0.143")
 
 

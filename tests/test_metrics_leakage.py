@@ -93,3 +93,24 @@ def test_crossdata_drops_and_reports_classes():
     assert "contempt" not in o2["classes"]
     lab_c = np.array([CKPLUS7.index("contempt")])
     assert map_to_dataset(p, lab_c, SYNTHFER, CKPLUS7)["excluded_counts"] == {"contempt": 1}
+
+
+def test_matched_dimension_probe_cuts_the_larger_embedding_by_pca():
+    """512-D: identity in 8 low-variance dims under 64 high-variance noise dims is lost at 64-D (PCA keeps
+    the noise), identity in high-variance dims survives; a 64-D code is probed unchanged."""
+    from ferkit.metrics.leakage import matched_dimension_probes
+
+    rng = np.random.default_rng(0)
+    subjects = np.repeat(np.arange(10), 30)
+    proto = rng.normal(size=(10, 8))
+    hidden = np.concatenate([5.0 * rng.normal(size=(300, 64)), 0.2 * proto[subjects] + 0.02 * rng.normal(size=(300, 8)),
+                             0.01 * rng.normal(size=(300, 440))], 1)                   # (300, 512)
+    loud = np.concatenate([5.0 * proto[subjects] + rng.normal(size=(300, 8)), rng.normal(size=(300, 504))], 1)
+    code = proto[subjects] + rng.normal(size=(300, 8))
+    code = np.concatenate([code, rng.normal(size=(300, 56))], 1)                        # (300, 64)
+    out = matched_dimension_probes({"hidden": hidden, "loud": loud, "code": code}, subjects)
+    p = out["probes"]
+    assert out["dim"] == 64 and "matched" in out["comparable"]
+    assert p["hidden"]["native"] > 0.4 and p["hidden"]["matched"] < 0.25, p           # chance 0.1
+    assert p["loud"]["matched"] > 0.9, p
+    assert p["code"]["matched"] == p["code"]["native"], p

@@ -195,7 +195,7 @@ class DICEFER(CheckpointedModel):
         from ferkit.metrics.modified_mig import modified_mig
 
         emb = self.embed_pairs(loader)
-        details = modified_mig(emb["e_m"], emb["e_n"], emb["i_m"], seeds=seeds, steps=steps)
+        details = modified_mig(emb["e_m"], emb["e_n"], emb["i_m"], subjects=emb["subject"], seeds=seeds, steps=steps)
         if not return_details:
             return float(details["mig"])
         if (emb["subject"] >= 0).all():

@@ -163,34 +163,56 @@ def run_demo(out: str | Path, identities: int = 24, images_per_identity: int = 5
         row = {"method": entry.label, "accuracy": test["accuracy"],
                "mean_class_accuracy": test["mean_class_accuracy"], "train_seconds": time.time() - t,
                "checkpoint": str(result.checkpoint), "start": entry.prepare or "random init"}
-        row.update(_uncertainty_split(result.checkpoint, synth.splits["test"], device))
+        row.update(_test_facts(result.checkpoint, synth.splits["train"], synth.splits["test"], device))
         rows.append(row)
     return rows
 
 
-def _uncertainty_split(checkpoint: Path, split, device: str) -> dict:
-    """Mean uncertainty on right and on wrong test predictions (evidential u, or 1 - max p)."""
+def _test_facts(checkpoint: Path, train_split, test_split, device: str) -> dict:
+    """Mean uncertainty on right and on wrong test predictions (evidential u, or 1 - max p); the shared
+    linear probe: one standardised logistic regression fit on each method's frozen features of the training
+    images, scored on the test identities (methods compared on their representations, not their heads);
+    and the subject probe on the test identities' features cut to 64-D by PCA (comparable across methods)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     from ferkit.engine.checkpoint import load_method
     from ferkit.engine.evaluate import collect_predictions
+    from ferkit.metrics.leakage import MATCHED_DIM, identity_probe_at_dim
 
-    preds = collect_predictions(load_method(checkpoint, device=device), split)
+    method = load_method(checkpoint, device=device)
+    preds = collect_predictions(method, test_split)
     probs, labels = preds["probs"], preds["labels"]
     u = preds["uncertainty"] if preds["uncertainty"] is not None else 1.0 - probs.max(1)
     right = probs.argmax(1) == labels
-    return {"u_right": float(u[right].mean()) if right.any() else float("nan"),
-            "u_wrong": float(u[~right].mean()) if (~right).any() else float("nan"),
-            "uncertainty_kind": "evidential u" if preds["uncertainty"] is not None else "1 - max p"}
+    out = {"u_right": float(u[right].mean()) if right.any() else float("nan"),
+           "u_wrong": float(u[~right].mean()) if (~right).any() else float("nan"),
+           "uncertainty_kind": "evidential u" if preds["uncertainty"] is not None else "1 - max p",
+           "linear_probe": float("nan"), "subject_probe_64": float("nan")}
+    if preds["embedding"] is not None:
+        fit = collect_predictions(method, train_split)
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        probe.fit(fit["embedding"], fit["labels"])
+        out["linear_probe"] = float(probe.score(preds["embedding"], labels))
+        out["feature_dim"] = int(preds["embedding"].shape[1])
+        sp = identity_probe_at_dim(preds["embedding"], preds["subjects"], MATCHED_DIM)
+        out["subject_probe_64"] = float("nan") if sp["accuracy"] is None else sp["accuracy"]
+    return out
 
 
 def format_table(rows: list[dict], chance: float) -> str:
     w = max([34] + [len(r["method"]) for r in rows])
-    lines = [f"{'method':<{w}} {'accuracy':>8} {'mean class acc':>14} {'u right':>8} {'u wrong':>8} "
-             f"{'train time':>10}"]
+    nan = float("nan")
+    lines = [f"{'method':<{w}} {'accuracy':>8} {'mean class acc':>14} {'linear probe':>12} {'subject@64':>10} "
+             f"{'u right':>8} {'u wrong':>8} {'train time':>10}"]
     for r in rows:
         lines.append(f"{r['method']:<{w}} {r['accuracy']:>8.3f} {r['mean_class_accuracy']:>14.3f} "
-                     f"{r.get('u_right', float('nan')):>8.3f} {r.get('u_wrong', float('nan')):>8.3f} "
-                     f"{r['train_seconds']:>9.0f}s")
-    lines.append(f"(chance = {chance:.3f}; accuracy on the test identities, never seen in training; "
+                     f"{r.get('linear_probe', nan):>12.3f} {r.get('subject_probe_64', nan):>10.3f} "
+                     f"{r.get('u_right', nan):>8.3f} {r.get('u_wrong', nan):>8.3f} {r['train_seconds']:>9.0f}s")
+    lines.append(f"(chance = {chance:.3f}; accuracy on the test identities, never seen in training; linear probe = "
+                 "one logistic regression on each method's frozen features; subject@64 = subject probe on the test "
+                 "identities' features cut to 64-D by PCA, comparable across methods (lower = less identity); "
                  "u = evidential uncertainty for UA-FER, 1 - max p otherwise, on right / wrong predictions)")
     return "\n".join(lines)
 

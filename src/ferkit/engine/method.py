@@ -113,6 +113,19 @@ class Method(abc.ABC):
     def on_epoch_end(self, phase: Phase, epoch: int) -> None:  # noqa: B027 (optional hook)
         """Called after each epoch of a phase."""
 
+    def epoch_messages(self, phase: Phase) -> list[tuple[str, str]]:
+        """(level "warning" | "info", text) pairs raised in the epoch just ended; the engine logs them
+        and keeps them in the epoch's metrics row."""
+        return []
+
+    def phase_finished(self, phase: Phase) -> str | None:
+        """A reason to end ``phase`` before its epoch budget (asked after each epoch), else None."""
+        return None
+
+    def run_notes(self) -> dict:
+        """Facts about how training went that belong in metrics.json (e.g. why a stage stopped)."""
+        return {}
+
     def train_mode(self, phase: Phase) -> None:
         """Put networks in train/eval mode for a phase (default: all train)."""
         for m in self.networks().values():

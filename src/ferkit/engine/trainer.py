@@ -93,6 +93,7 @@ class _Run:
         self.last_term = ""
         self.stats = EpochStats()
         self.elapsed = 0.0
+        self.warnings: list[str] = []     # the method's warnings (e.g. DICE-FER's collapse), for metrics.json
 
     # --- set-up --------------------------------------------------------------------------------------
     def _setup(self, resume: str | None) -> None:
@@ -241,6 +242,8 @@ class _Run:
         validate = phase.validate if phase.validate is not None else pi == len(self.phases) - 1
         start_epoch = self.pos.epoch if pi == self.pos.phase else 0
         for epoch in range(start_epoch, phase.epochs):
+            if self._finished_early(phase, epoch):
+                break
             start_batch = self.pos.batch if (pi, epoch) == (self.pos.phase, self.pos.epoch) else 0
             self.pos = dataclasses.replace(self.pos, phase=pi, epoch=epoch, batch=start_batch)
             plan = (source.plan(epoch, cfg.train.limit_batches) if external else
@@ -266,7 +269,16 @@ class _Run:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in list(self.stats.last.items())[:3]})
             self.method.on_epoch_end(phase, epoch)
             self._end_epoch(pi, phase, epoch, validate, time.time() - t_epoch)
+            if epoch + 1 < phase.epochs and self._finished_early(phase, epoch + 1):
+                break
         return False
+
+    def _finished_early(self, phase, epoch: int) -> bool:
+        """The method ends ``phase`` before epoch ``epoch`` (0-based) of its budget; logs why."""
+        reason = self.method.phase_finished(phase)
+        if reason:
+            self.log.info(f"{phase.name} ends after {epoch} of {phase.epochs} epochs: {reason}")
+        return bool(reason)
 
     def _step(self, phase, ctx: StepContext, b: int, batch: dict) -> None:
         ctx.iteration, ctx.global_step, ctx.refused_in_step = b, self.pos.global_step, False
@@ -314,6 +326,10 @@ class _Run:
                "seconds": round(seconds, 2)}
         for name, opt in phase.optimizers.items():
             row[f"lr_{name}"] = opt.param_groups[0]["lr"]
+        notes = self.method.epoch_messages(phase)
+        if notes:
+            row["notes"] = " | ".join(text for _, text in notes)
+            self.warnings.extend(text for level, text in notes if level == "warning")
         every = cfg.train.eval_every
         due = validate and every > 0 and ((epoch + 1) % every == 0 or epoch + 1 == phase.epochs)
         val = None
@@ -329,6 +345,8 @@ class _Run:
             self.log.scalars("epoch", {k: v for k, v in row.items() if isinstance(v, (int, float))
                                        and k not in ("epoch", "step")}, self.pos.global_step)
             refused = f", {self.stats.refused} refused {self.stats.refused_terms}" if self.stats.refused else ""
+            for level, text in notes:
+                (self.log.warning if level == "warning" else self.log.info)(text)
             shown = "  ".join(f"{k} {v:.4g}" for k, v in means.items())
             msg = f"{phase.name} epoch {epoch + 1}/{phase.epochs}: {shown}{refused} ({seconds:.1f}s)"
             if val is not None:
@@ -377,7 +395,8 @@ class _Run:
         cfg = self.cfg
         metrics: dict = {"method": cfg.method, "dataset": cfg.data.dataset, "fold": cfg.data.fold,
                          "steps": self.pos.global_step, "refused_steps": self.refused_total,
-                         "train_seconds": round(self.elapsed, 2), "validated_on": self.val_name, "best": self.best}
+                         "train_seconds": round(self.elapsed, 2), "validated_on": self.val_name, "best": self.best,
+                         "warnings": self.warnings, **({"notes": n} if (n := self.method.run_notes()) else {})}
         test = self.splits.get("test")
         if test is not None and len(test) and self.info.is_main:
             last = self._evaluate(test)

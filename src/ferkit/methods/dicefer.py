@@ -13,18 +13,17 @@ I_g / I_l are the global / local MI lower bounds of ``ferkit.losses.mi`` (DV by 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferkit.config import Rule, at_least, field_rules, one_of, register_method_config
 from ferkit.data.preprocessing import Preprocessing
 from ferkit.data.transforms import AUGMENTS
 from ferkit.engine.method import Method, Phase, Prediction, StepContext
 from ferkit.errors import ConfigError
 from ferkit.losses.mi import DVEma, critic_mi
+from ferkit.methods.dicefer_config import DiceFerConfig
+from ferkit.methods.dicefer_stages import Stage1Monitor, code_pull, code_stats, converge_classifier, grad_norm
 from ferkit.methods.frozen_cache import OutputCache, auto_cache, content_keys
 from ferkit.methods.registry import register_method
 
@@ -33,63 +32,6 @@ STAGES = ("stage1", "stage2", "stage3")
 
 def _num(t: torch.Tensor | float) -> float:
     return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)
-
-
-@register_method_config("dicefer")
-@dataclass
-class DiceFerConfig:
-    # representation
-    feature_dim: int = 64                   # size of E and of I (paper: 64)
-    tap: str = "layer4"                     # [INFERRED] feature map F for the statistics nets: layer4 (512x4x4) | layer3
-    code_from: str = "pooled"               # [INFERRED] E/I = Linear on the pooled map ("pooled") or the flattened map ("flatten")
-    gray_mode: str = "replicate"            # [INFERRED] 3-channel pretrained conv1 into gray input: replicate (sum) | mean
-    # input (saved in the checkpoint as the Preprocessing)
-    image_size: int = 112                   # aligned face side in pixels (paper: 112)
-    channels: int = 1                       # 1 = grayscale (paper), 3 = RGB
-    whitening: str = "per_image"            # [INFERRED] paper says "whitening": per_image standardisation | none
-    align: str = "auto"                     # face alignment: auto (none for SynthFER, else mtcnn5) | mtcnn5 | none
-    template: str = "default"               # alignment template
-    augment: str = "dicefer14"              # training augmentation: dicefer14 (7 rotations x flip, paper) | flip | none
-    # MI estimation
-    estimator: str = "dv"                   # dv (paper, Donsker-Varadhan) | jsd (Sanchez/DIM) | infonce
-    local_reduction: str = "sum"            # [INFERRED] local bound over locations: sum (paper Eq. 5) | mean (DIM)
-    marginal: str = "permute"               # [INFERRED] marginal samples: permute (random within batch) | roll (shift by one)
-    mine_ema: bool = False                  # [INFERRED] MINE's EMA bias-corrected DV gradient (paper: unstated)
-    ema_rate: float = 0.01                  # EMA rate for mine_ema
-    critic_hidden: int = 512                # statistics-network width (Sanchez: 512)
-    # stage 1 (Eq. 6-8)
-    mu_exp: float = 0.5                     # weight of the global expression MI terms
-    nu_exp: float = 1.0                     # weight of the local expression MI terms
-    delta: float = 0.1                      # weight of the L1 distance between E_M and E_N
-    swap: bool = True                       # SER: score M's map against E_N (False = non-swapped ablation)
-    # stage 2 (Eq. 9-11)
-    mu_id: float = 0.5                      # weight of the global identity MI terms
-    nu_id: float = 1.0                      # weight of the local identity MI terms
-    zeta_adv: float = 0.025                 # [INFERRED from Fig. 4] adversarial weight (best of the paper's sweep)
-    disc_hidden: tuple[int, int] = (1000, 200)  # discriminator hidden sizes (Sanchez gan.py)
-    # stage 3
-    classifier_hidden: tuple[int, int] = (128, 64)  # [INFERRED] two hidden FC layers on E
-    test_encoder: str = "m"                 # [INFERRED] E at test time: "m" (psi_M) | "mean" (average of psi_M, psi_N)
-    # speed only (same numbers): psi is frozen in stages 2-3, so its outputs are a function of the input tensor
-    frozen_cache: str = "auto"              # remember psi's (F, E) by input content: auto (on the CPU, when the
-    #                                         training augmentation repeats inputs: none, flip, dicefer14) | on | off
-    frozen_cache_mb: int = 2048             # memory for the remembered rows, both encoders together
-    # schedule (None = train.epochs); paper: "100 epochs" (per stage or total: unclear)
-    stage1_epochs: int | None = None        # epochs of stage 1
-    stage2_epochs: int | None = None        # epochs of stage 2
-    stage3_epochs: int | None = None        # epochs of stage 3
-
-
-field_rules(DiceFerConfig, feature_dim=at_least(1), tap=one_of("layer4", "layer3"),
-            code_from=one_of("pooled", "flatten"), gray_mode=one_of("replicate", "mean"), image_size=at_least(16),
-            channels=one_of(1, 3),
-            whitening=one_of("per_image", "none"), align=one_of("auto", "mtcnn5", "none"), augment=one_of(*AUGMENTS),
-            estimator=one_of("dv", "jsd", "infonce"), local_reduction=one_of("sum", "mean"),
-            marginal=one_of("permute", "roll"), ema_rate=Rule(lo=0, hi=1, lo_open=True),
-            critic_hidden=at_least(1), mu_exp=at_least(0), nu_exp=at_least(0), delta=at_least(0), mu_id=at_least(0),
-            nu_id=at_least(0), zeta_adv=at_least(0), disc_hidden=at_least(1), classifier_hidden=at_least(1),
-            test_encoder=one_of("m", "mean"), frozen_cache=one_of("auto", "on", "off"), frozen_cache_mb=at_least(0),
-            stage1_epochs=at_least(0), stage2_epochs=at_least(0), stage3_epochs=at_least(1))
 
 
 @register_method("dicefer")
@@ -105,6 +47,12 @@ class DiceFerMethod(Method):
         self.nets = {k: v.to(device) for k, v in build_networks(self.m, label_space.num_classes).items()}
         self.weights_report = self._load_weights(cfg.train.backbone_weights)
         self._emas: dict[str, DVEma] = {}
+        self.s1_steps = 0                    # stage-1 steps taken (drives the delta warm-up; resumed)
+        m = self.m
+        self.monitor = Stage1Monitor(m.collapse_var, m.collapse_mi, m.stage1_patience, m.stage1_plateau_tol)
+        self.stage3_codes: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.stage3_report: dict | None = None
+        self.messages: list[tuple[str, str]] = []   # (level, text) not yet taken by the engine (epoch_messages)
         self._phases: list[Phase] | None = None
         self.frozen_cache = self._make_cache()
 
@@ -115,7 +63,7 @@ class DiceFerMethod(Method):
                               f"model.frozen_cache_mb {m.frozen_cache_mb} (use >= 0).")
         choices = {"estimator": ("dv", "jsd", "infonce"), "local_reduction": ("sum", "mean"),
                    "marginal": ("permute", "roll"), "test_encoder": ("m", "mean"),
-                   "whitening": ("none", "per_image"), "channels": (1, 3),
+                   "whitening": ("none", "per_image"), "channels": (1, 3), "stage3_fit": ("converge", "epochs"),
                    "align": ("auto", "mtcnn5", "none")}
         for key, allowed in choices.items():
             if getattr(m, key) not in allowed:
@@ -197,13 +145,14 @@ class DiceFerMethod(Method):
         if self._phases is None:
             lr, n = self.cfg.train.lr, self.nets
 
-            def adam(*modules: nn.Module) -> torch.optim.Adam:
-                return torch.optim.Adam([p for mod in modules for p in mod.parameters()], lr=lr)
+            def adam(*modules: nn.Module, scale: float = 1.0) -> torch.optim.Adam:
+                return torch.optim.Adam([p for mod in modules for p in mod.parameters()], lr=lr * scale)
 
             ep = self.stage_epochs()
             self._phases = [
-                Phase("stage1", ep["stage1"], {"s1_encoders": adam(n["exp_encoders"]),
-                                               "s1_critics": adam(n["s1_critics"])}, batch_kind="pairs"),
+                Phase("stage1", ep["stage1"],
+                      {"s1_encoders": adam(n["exp_encoders"], scale=self.m.encoder_lr_scale),
+                       "s1_critics": adam(n["s1_critics"], scale=self.m.critic_lr_scale)}, batch_kind="pairs"),
                 Phase("stage2", ep["stage2"], {"s2_encoders": adam(n["id_encoders"]),
                                                "s2_critics": adam(n["s2_critics"]),
                                                "s2_disc": adam(n["discriminators"])}, batch_kind="pairs"),
@@ -224,12 +173,55 @@ class DiceFerMethod(Method):
             net.requires_grad_(name in keep)
         if "exp_encoders" in keep:          # psi will change: what was remembered of it no longer holds
             self.frozen_cache = self._make_cache()
+        if phase.name == "stage3":
+            self.stage3_codes = []
 
     def train_mode(self, phase: Phase) -> None:
         """Trainable networks in train mode; frozen ones in eval mode (BatchNorm statistics stay untouched)."""
         keep = self.trainable(phase.name)
         for name, net in self.nets.items():
             net.train(name in keep)
+
+    # --- between epochs: stage 1's watch, stage 3's convergent fit --------------------------------------
+    def on_epoch_end(self, phase: Phase, epoch: int) -> None:
+        """Stage 1: collapse warnings and the plateau stop. Stage 3, after its last epoch: the classifier
+        is fit to convergence on the codes the epochs saw (``stage3_fit="converge"``)."""
+        if phase.name == "stage1":
+            self.messages.extend(self.monitor.end_epoch(epoch, phase.epochs))
+        elif phase.name == "stage3" and epoch + 1 >= phase.epochs and self.stage3_codes:
+            e, y, subj = (torch.cat(parts) for parts in zip(*self.stage3_codes, strict=True))
+            self.stage3_codes = []
+            m = self.m
+            self.stage3_report = converge_classifier(
+                self.nets["classifier"], e, y, subj.numpy(), max_steps=m.stage3_max_steps,
+                patience=m.stage3_patience, holdout=m.stage3_holdout, lr=m.stage3_lr, seed=self.cfg.train.seed)
+            r = self.stage3_report
+            self.messages.append(("info", f"stage 3: classifier fit to convergence on {r['rows']} frozen codes "
+                                 f"({r['held_out_rows']} held out): {r['stopped']} after {r['search_steps']} "
+                                 f"steps, held-out loss {r['held_out_loss']:.4f}; refit on all for "
+                                 f"{r['refit_steps']} steps"))
+
+    def epoch_messages(self, phase: Phase) -> list[tuple[str, str]]:
+        """(level, text) warnings and notes raised since the last call (the engine logs them)."""
+        out, self.messages = self.messages, []
+        return out
+
+    def phase_finished(self, phase: Phase) -> str | None:
+        """Why a phase may stop before its epoch budget: stage 1 once its MI has plateaued."""
+        return self.monitor.done if phase.name == "stage1" else None
+
+    def run_notes(self) -> dict:
+        """Stage 1's per-epoch MI and variance, its warnings and why it stopped; stage 3's fit."""
+        return {"stage1": {**self.monitor.state(), "stopped": self.monitor.done or "epoch budget"},
+                "stage3_fit": self.stage3_report or self.m.stage3_fit}
+
+    def train_state(self) -> dict:
+        return {"s1_steps": self.s1_steps, "monitor": self.monitor.state(), "stage3_report": self.stage3_report}
+
+    def load_train_state(self, state: dict) -> None:
+        self.s1_steps = int(state.get("s1_steps", 0))
+        self.monitor.load(state.get("monitor", {}))
+        self.stage3_report = state.get("stage3_report")
 
     def describe(self) -> dict:
         m = self.m
@@ -244,7 +236,11 @@ class DiceFerMethod(Method):
                 "mi": f"{m.estimator}, local {m.local_reduction}, marginal {m.marginal}, mine_ema {m.mine_ema}",
                 "weights_in_force": f"mu_exp={m.mu_exp} nu_exp={m.nu_exp} delta={m.delta} swap={m.swap} "
                                     f"mu_id={m.mu_id} nu_id={m.nu_id} zeta_adv={m.zeta_adv}",
-                "epochs": str(self.stage_epochs()), "test_encoder": m.test_encoder,
+                "epochs": f"{self.stage_epochs()} (stage 1 stops early when its MI plateaus for "
+                          f"{m.stage1_patience} epochs; stage 3 then fit: {m.stage3_fit})",
+                "open_choices": f"delta_warmup_steps={m.delta_warmup_steps} critic_lr_scale={m.critic_lr_scale} "
+                                f"encoder_lr_scale={m.encoder_lr_scale} local_reduction={m.local_reduction}",
+                "test_encoder": m.test_encoder,
                 "frozen_cache": ("off" if self.frozen_cache is None else
                                  f"psi's outputs in stages 2-3 remembered by input content (up to "
                                  f"{self.frozen_cache['m'].capacity} per encoder, {m.frozen_cache_mb} MB)")}
@@ -274,14 +270,28 @@ class DiceFerMethod(Method):
             f_m, e_m = enc["m"](x_m)                                                      # (B, C', h, w), (B, d)
             f_n, e_n = enc["n"](x_n)
         code_for_m, code_for_n = (e_n, e_m) if m.swap else (e_m, e_n)
-        g = self._mi("s1_global_m", crit["global_m"], f_m, code_for_m) + \
-            self._mi("s1_global_n", crit["global_n"], f_n, code_for_n)
-        loc = self._mi("s1_local_m", crit["local_m"], f_m, code_for_m) + \
-            self._mi("s1_local_n", crit["local_n"], f_n, code_for_n)
+        terms = {f"mi_{kind}_{s}": self._mi(f"s1_{kind}_{s}", crit[f"{kind}_{s}"], f, code)
+                 for kind in ("global", "local") for s, f, code in (("m", f_m, code_for_m), ("n", f_n, code_for_n))}
+        g = terms["mi_global_m"] + terms["mi_global_n"]
+        loc = terms["mi_local_m"] + terms["mi_local_n"]
         l1 = (e_m.float() - e_n.float()).abs().mean()
-        total = -(m.mu_exp * g + m.nu_exp * loc) + m.delta * l1
+        mi = m.mu_exp * g + m.nu_exp * loc
+        pull = code_pull(mi, self.delta_now() * l1, e_m, e_n)
+        delta = self.delta_now()
+        self.s1_steps += 1
+        total = -mi + delta * l1
         ctx.step({"mi_global": g, "mi_local": loc, "l1": l1}, ["s1_encoders", "s1_critics"], total=total)
-        return {"mi_global": _num(g), "mi_local": _num(loc), "l1": _num(l1), "loss": _num(total)}
+        stats = code_stats(e_m, e_n)
+        e_var = 0.5 * (stats["e_var_m"] + stats["e_var_n"])
+        self.monitor.add(_num(g) + _num(loc), e_var)
+        return {"mi_global": _num(g), "mi_local": _num(loc), "l1": _num(l1), "loss": _num(total), "delta": delta,
+                **{k: _num(v) for k, v in terms.items()}, **stats, "e_collapsed": float(e_var < m.collapse_var),
+                **pull, "grad_encoders": grad_norm(enc), "grad_critics": grad_norm(crit)}
+
+    def delta_now(self) -> float:
+        """delta in force at this stage-1 step: the paper's constant, or ramped over ``delta_warmup_steps``."""
+        w = self.m.delta_warmup_steps
+        return self.m.delta if w <= 0 else self.m.delta * min(1.0, self.s1_steps / w)
 
     def stage2_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float]:
         """Eq. 11: discriminator step, then identity encoders + statistics nets (psi frozen)."""
@@ -326,6 +336,10 @@ class DiceFerMethod(Method):
         logits = self.nets["classifier"](e.float().detach())                             # (B, K)
         ce = F.cross_entropy(logits, y)
         ctx.step({"ce": ce}, ["classifier"])
+        if self.m.stage3_fit == "converge":
+            subj = batch.get("subject")
+            subj = torch.full_like(y, -1) if subj is None else torch.as_tensor(subj).long()
+            self.stage3_codes.append((e.float().detach().cpu(), y.cpu(), subj.cpu()))
         acc = (logits.argmax(1) == y).float().mean()
         return {"ce": _num(ce), "acc": _num(acc)}
 

@@ -1,4 +1,5 @@
-"""Identity leakage of an expression embedding: a linear identity probe, nearest-neighbour retrieval
+"""Identity leakage of an expression embedding: a linear identity probe (also at a matched dimension, PCA to
+the smaller embedding's size, since probe accuracy grows with dimension), nearest-neighbour retrieval
 purity (the DICE-FER paper's Fig. 3 check), and a seeded 2-D map of the embedding for plotting.
 
 An expression embedding free of identity gives probe accuracy near chance (1 / #subjects) and
@@ -68,6 +69,49 @@ def identity_probe(embeddings: np.ndarray, subjects: np.ndarray, seed: int = 0,
     values, counts = np.unique(s[train], return_counts=True)
     majority = float(np.mean(s[test] == values[np.argmax(counts)]))
     return {**out, "accuracy": acc, "chance": 1.0 / n_subj, "majority": majority}
+
+
+#: DICE-FER's code size: the dimension at which ferkit also probes larger embeddings (leakage grows with D)
+MATCHED_DIM = 64
+
+
+def pca_reduce(embeddings: np.ndarray, dim: int, seed: int = 0) -> np.ndarray:
+    """The first ``dim`` principal components of the rows (sklearn PCA, seeded; unsupervised, no labels);
+    the input itself when it has at most ``dim`` columns."""
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.shape[1] <= dim:
+        return x
+    return PCA(n_components=min(dim, x.shape[0]), random_state=seed).fit_transform(x)
+
+
+def identity_probe_at_dim(embeddings: np.ndarray, subjects: np.ndarray, dim: int = MATCHED_DIM,
+                          seed: int = 0) -> dict:
+    """``identity_probe`` on the embedding cut to ``dim`` dimensions by PCA, with "dim" and "native_dim".
+
+    A linear probe's accuracy grows with the embedding's dimension, so probes of a 512-D feature and a
+    64-D code are comparable only after cutting the larger one to the smaller size.
+    """
+    x = np.asarray(embeddings)
+    return {**identity_probe(pca_reduce(x, dim, seed), subjects, seed=seed), "dim": min(dim, x.shape[1]),
+            "native_dim": int(x.shape[1])}
+
+
+def matched_dimension_probes(embeddings: dict[str, np.ndarray], subjects: np.ndarray, seed: int = 0) -> dict:
+    """Identity probes of several embeddings at their own size and all at the smallest size among them.
+
+    Returns {"dim": the matched size, "probes": {name: {"native_dim", "native", "matched"}}, "comparable":
+    a sentence naming which numbers can be compared}.
+    """
+    dim = min(int(np.shape(e)[1]) for e in embeddings.values())
+    probes = {name: {"native_dim": int(np.shape(e)[1]),
+                     "native": identity_probe(e, subjects, seed=seed)["accuracy"],
+                     "matched": identity_probe_at_dim(e, subjects, dim, seed)["accuracy"]}
+              for name, e in embeddings.items()}
+    return {"dim": dim, "probes": probes,
+            "comparable": f"compare the 'matched' accuracies (every embedding cut to {dim}-D by PCA); "
+                          "native-size accuracies favour the larger embedding as more leaky"}
 
 
 def _chance_share(labels: np.ndarray, valid: np.ndarray) -> float:

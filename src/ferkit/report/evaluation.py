@@ -10,7 +10,7 @@ import numpy as np
 
 from ferkit.metrics.calibration import calibration_metrics
 from ferkit.metrics.classification import classification_metrics
-from ferkit.metrics.leakage import identity_probe, retrieval_purity
+from ferkit.metrics.leakage import MATCHED_DIM, identity_probe, identity_probe_at_dim, retrieval_purity
 from ferkit.metrics.mig import mig_details
 from ferkit.metrics.uncertainty import abstention, default_uncertainty, uncertainty_metrics
 
@@ -51,6 +51,9 @@ def leakage_metrics(preds: dict, seed: int = 0, k: int = 5) -> dict:
         "identity_probe": identity_probe(emb, subjects, seed=seed),
         "retrieval": retrieval_purity(emb, labels, subjects, k=k),
     }}
+    if emb.shape[1] > MATCHED_DIM:     # comparable with a DICE-FER code's probe only at its size
+        out["expression_embedding"]["identity_probe_matched"] = identity_probe_at_dim(emb, subjects, MATCHED_DIM,
+                                                                                      seed)
     ident = preds.get("identity_embedding")
     if ident is not None:
         out["identity_embedding"] = {

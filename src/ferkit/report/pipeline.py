@@ -129,8 +129,14 @@ def modified_mig_for(checkpoint: Path, split, batch_size: int, steps: int, devic
     model = DICEFER.load(checkpoint, device=device)
     pairs = PairDataset(FERDataset(split, build_transform(model.method.preprocessing(), train=False)), seed=0)
     d = model.compute_mig_score(DataLoader(pairs, batch_size=batch_size), return_details=True, steps=steps)
+    c = d["controls"]
+    other = (f"; other-image control I(E_M; I_M') {c['i_exp_id_other_image']:.3f}, MIG with it "
+             f"{c['mig_other_image']:.3f}" if "mig_other_image" in c else "")
     return {"value": d["mig"], "i_exp_exp": d["i_exp_exp"], "i_exp_id": d["i_exp_id"], "std": d["mig_std"],
-            "note": f"{d['unit']}; {d['estimator']}; {d['num_pairs']} pairs"}
+            "interval": d["interval"], "controls": c,
+            "note": f"{d['unit']}; {d['estimator']}; {d['num_pairs']} pairs; 95% over critic seeds "
+                    f"[{d['interval'][0]:.3f}, {d['interval'][1]:.3f}]; shuffled control "
+                    f"{c['shuffled_exp_exp']:.3f} / {c['shuffled_exp_id']:.3f}{other}"}
 
 
 def facts_of(method, checkpoint: Path | None, source: str) -> dict:

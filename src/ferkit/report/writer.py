@@ -117,6 +117,10 @@ def _leakage_blocks(lk: dict, modified: dict | None, figs: dict) -> list[str]:
         p, r = lk[key]["identity_probe"], lk[key]["retrieval"]
         probe_rows.append((f"{name} ({lk[key]['dim']}-D)", p["accuracy"], p["chance"], p["majority"],
                            p["num_subjects"], p["num_train"], p["num_test"]))
+        m = lk[key].get("identity_probe_matched")
+        if m is not None:
+            probe_rows.append((f"{name}, PCA to {m['dim']}-D (compare across methods at this size)", m["accuracy"],
+                               m["chance"], m["majority"], m["num_subjects"], m["num_train"], m["num_test"]))
         purity_rows.append((f"{name} ({lk[key]['dim']}-D)", r["k"], r["expression"], r["expression_chance"],
                             r["subject"], r["subject_chance"]))
     if probe_rows:
