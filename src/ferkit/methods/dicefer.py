@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ferkit.data.preprocessing import Preprocessing
-from ferkit.data.transforms import AUGMENTS
 from ferkit.engine.method import Method, Phase, Prediction, StepContext
 from ferkit.errors import ConfigError
 from ferkit.losses.mi import DVEma, critic_mi

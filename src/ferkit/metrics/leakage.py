@@ -35,8 +35,9 @@ def identity_probe(embeddings: np.ndarray, subjects: np.ndarray, seed: int = 0,
     probed subject appears in both parts); a standardised multinomial logistic regression (sklearn
     ``LogisticRegression``, L2, C = 1) is fit on one part and scored on the other.
     ``pca_dim``: embeddings wider than this are first cut to their ``pca_dim`` leading principal
-    components (sklearn ``PCA``, fit on the probe's training part only), so embeddings of different
-    widths are probed at one matched dimension.
+    components (sklearn ``PCA``, fit on the probe's training part only, so the held-out part stays unseen;
+    at most as many components as training embeddings), so embeddings of different widths are probed
+    at one matched dimension.
     Args: embeddings (N, D) float; subjects (N,) int, -1 = unknown.
     Returns {"accuracy", "chance" = 1/#subjects, "majority" (accuracy of always answering the most
     frequent training subject), "num_subjects", "num_train", "num_test"}; "accuracy" is None (with a
@@ -58,9 +59,8 @@ def identity_probe(embeddings: np.ndarray, subjects: np.ndarray, seed: int = 0,
     if pca_dim is not None and x.shape[1] > pca_dim:
         from sklearn.decomposition import PCA
 
-        if pca_dim > train.size:
-            raise ValueError(f"cannot keep {pca_dim} principal components of {train.size} training embeddings")
-        x = PCA(n_components=pca_dim, random_state=seed).fit(x[train]).transform(x)   # (N, pca_dim)
+        keep = min(pca_dim, train.size)                  # no more components than training embeddings
+        x = PCA(n_components=keep, random_state=seed).fit(x[train]).transform(x)      # (N, keep)
         out["pca_dim"] = int(pca_dim)
     scaler = StandardScaler().fit(x[train])
     clf = LogisticRegression(max_iter=max_iter, random_state=seed)
@@ -75,17 +75,6 @@ def identity_probe(embeddings: np.ndarray, subjects: np.ndarray, seed: int = 0,
 MATCHED_DIM = 64
 
 
-def pca_reduce(embeddings: np.ndarray, dim: int, seed: int = 0) -> np.ndarray:
-    """The first ``dim`` principal components of the rows (sklearn PCA, seeded; unsupervised, no labels);
-    the input itself when it has at most ``dim`` columns."""
-    from sklearn.decomposition import PCA
-
-    x = np.asarray(embeddings, dtype=np.float64)
-    if x.shape[1] <= dim:
-        return x
-    return PCA(n_components=min(dim, x.shape[0]), random_state=seed).fit_transform(x)
-
-
 def identity_probe_at_dim(embeddings: np.ndarray, subjects: np.ndarray, dim: int = MATCHED_DIM,
                           seed: int = 0) -> dict:
     """``identity_probe`` on the embedding cut to ``dim`` dimensions by PCA, with "dim" and "native_dim".
@@ -94,7 +83,7 @@ def identity_probe_at_dim(embeddings: np.ndarray, subjects: np.ndarray, dim: int
     64-D code are comparable only after cutting the larger one to the smaller size.
     """
     x = np.asarray(embeddings)
-    return {**identity_probe(pca_reduce(x, dim, seed), subjects, seed=seed), "dim": min(dim, x.shape[1]),
+    return {**identity_probe(x, subjects, seed=seed, pca_dim=dim), "dim": min(dim, x.shape[1]),
             "native_dim": int(x.shape[1])}
 
 
