@@ -101,6 +101,10 @@ def run(args) -> int:
     return 1 if s["failed"] else 0
 
 
+#: files that are models, never inputs (a .pth/.pt from elsewhere is then refused as a checkpoint, unread)
+MODEL_SUFFIXES = (".safetensors", ".onnx", ".pth", ".pt", ".ckpt", ".bin")
+
+
 def split_model_and_inputs(paths: list[str]) -> tuple[str | None, list[str]]:
     """(model or None, inputs): the first path is a model when it is a checkpoint, run folder, .onnx, spec
     or built-in name, and there is something after it; otherwise every path is an input."""
@@ -113,7 +117,7 @@ def split_model_and_inputs(paths: list[str]) -> tuple[str | None, list[str]]:
     first = paths[0]
     p = Path(first)
     is_model = (first in BUILTIN_MODELS or looks_like_name(first)
-                or p.suffix.lower() in (".safetensors", ".onnx", *SPEC_SUFFIXES)
+                or p.suffix.lower() in MODEL_SUFFIXES + tuple(SPEC_SUFFIXES)
                 or (p.is_dir() and any((p / sub).is_file() for sub in (
                     "checkpoints/best.safetensors", "checkpoints/last.safetensors", "best.safetensors",
                     "last.safetensors"))))
