@@ -61,13 +61,15 @@ def test_predict_gives_probs_expression_and_identity_codes():
     x = torch.randn(4, 1, 32, 32)
     pred = method.predict(x)
     assert pred.probs.shape == (4, 7)
-    torch.testing.assert_close(pred.probs.sum(1), torch.ones(4))
     assert pred.embedding.shape == (4, 64) and pred.extra["identity"].shape == (4, 64)
     method.eval_mode()
     with torch.no_grad():
         e_m = method.nets["exp_encoders"]["m"](x)[1]
         e_n = method.nets["exp_encoders"]["n"](x)[1]
     torch.testing.assert_close(pred.embedding, 0.5 * (e_m + e_n))
+    with torch.no_grad():                                   # the classifier's softmax on that averaged code
+        expected = torch.softmax(method.nets["classifier"](0.5 * (e_m + e_n)), dim=1)
+    torch.testing.assert_close(pred.probs, expected)
     assert method.preprocessing().align == "none" and method.preprocessing().whitening == "per_image"
 
 
