@@ -85,7 +85,7 @@ def summarise(study) -> dict:
     for m, by_pair in summary["paired"].items():
         for d in by_pair.values():
             d["verdict"] = verdict(d, m)
-    summary["_values"] = values
+    summary["_values"], summary["_results"] = values, results
     return summary
 
 
@@ -95,10 +95,10 @@ def write_summary(study) -> dict:
     from ferkit.study.runner import _write_json
 
     s = summarise(study)
-    values = s.pop("_values")
+    values, results = s.pop("_values"), s.pop("_results")
     out = study.out
     _write_json(out / "summary.json", s)
-    _write_runs_csv(out / "runs.csv", study, values)
+    _write_runs_csv(out / "runs.csv", results, values)
     (out / "summary.md").write_text(markdown(s, study), encoding="utf-8")
     shown = [m for m in PLOTTED if m in values]
     if any(v is not None for m in shown for by in values[m].values() for v in by.values()):
@@ -107,16 +107,14 @@ def write_summary(study) -> dict:
     return s
 
 
-def _write_runs_csv(path: Path, study, values: dict) -> None:
+def _write_runs_csv(path: Path, results: dict[str, dict[int, dict]], values: dict) -> None:
+    """One row per finished run (the results ``summarise`` read), every metric a column."""
     metrics = list(values)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["config", "seed", "selected_on", *metrics])
-        for n in study.configs:
-            for seed in study.seeds:
-                r = study.result(n, seed)
-                if r is None:
-                    continue
+        for n, by_seed in results.items():
+            for seed, r in by_seed.items():
                 w.writerow([n, seed, r["selected_on"], *("" if values[m][n].get(seed) is None else
                                                          f"{values[m][n][seed]:.6g}" for m in metrics)])
 
