@@ -89,68 +89,60 @@ def test_batched_answers_equal_single_answers(real_model, astronaut):
             assert row["probs"][c] == pytest.approx(single["probs"][c], abs=1e-5)
 
 
-def test_cli_serves_a_checkpoint(real_model):
-    """`python -m ferkit serve CKPT --port P` in a subprocess answers /health and /model, then stops on SIGINT."""
+def _serve_subprocess(args: list[str], base: str, extra: tuple[str, ...] = ()) -> tuple[dict, dict | None, int, str]:
+    """Run `python -m ferkit serve ARGS`, wait (90 s at most) for BASE/health, read BASE/model when ``extra``
+    asks for it, stop it with SIGINT; returns (health, model or None, exit code, stderr)."""
     import signal
     import subprocess
     import sys
     import time
 
-    from ferkit.serve.server import free_port
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ferkit", "serve", real_model.source, "--port", str(port),
-                             "--abstain-above", "0.3", "--max-batch", "4", "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "ferkit", "serve", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    model = None
     try:
         deadline = time.monotonic() + 90
         while True:
             assert proc.poll() is None, proc.communicate()[1]
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+                health = httpx.get(f"{base}/health", timeout=2).json()
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "ferkit serve did not start listening within 90 s"
                 time.sleep(0.25)
-        model = httpx.get(f"http://127.0.0.1:{port}/model").json()
+        if "model" in extra:
+            model = httpx.get(f"{base}/model").json()
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
+    return health, model, proc.returncode, err
+
+
+def test_cli_serves_a_checkpoint(real_model):
+    """`python -m ferkit serve CKPT --port P` in a subprocess answers /health and /model, then stops on SIGINT."""
+    from ferkit.serve.server import free_port
+
+    port = free_port()
+    health, model, code, err = _serve_subprocess(
+        [real_model.source, "--port", str(port), "--abstain-above", "0.3", "--max-batch", "4", "--log-level",
+         "warning"], f"http://127.0.0.1:{port}", extra=("model",))
     assert health["status"] == "ok" and health["queue_size"] == 64
     assert model["abstain_above"] == 0.3 and model["limits"]["max_batch"] == 4
     assert model["classes"] == list(real_model.classes) and "source" not in model
-    assert proc.returncode == 0 and f"open http://127.0.0.1:{port}/" in err and "stopped" in err
+    assert code == 0 and f"open http://127.0.0.1:{port}/" in err and "stopped" in err
 
 
 @pytest.mark.slow
 def test_cli_serves_on_ipv6_loopback(real_model):
     """`ferkit serve CKPT --host [::1]` (brackets accepted) listens on IPv6 loopback and answers there (slow: a
     second server process; test_serve_api binds ::1 in-process in the default suite)."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     from ferkit.serve.server import free_port
 
     port = free_port("::1")
-    proc = subprocess.Popen([sys.executable, "-m", "ferkit", "serve", real_model.source, "--host", "[::1]",
-                             "--port", str(port), "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.communicate()[1]
-            try:
-                health = httpx.get(f"http://[::1]:{port}/health", timeout=2).json()
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "ferkit serve did not start listening within 90 s"
-                time.sleep(0.25)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    assert health["status"] == "ok" and proc.returncode == 0
+    health, _, code, err = _serve_subprocess(
+        [real_model.source, "--host", "[::1]", "--port", str(port), "--log-level", "warning"],
+        f"http://[::1]:{port}")
+    assert health["status"] == "ok" and code == 0
     assert f"open http://[::1]:{port}/" in err and "anyone who can reach" not in err
 
 
