@@ -29,7 +29,6 @@ import argparse
 import csv
 import functools
 import json
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -163,25 +162,16 @@ def pretrain_clip(split: DatasetSplit, cfg: ClipPretrainConfig | None = None, mo
     (eval mode, CPU, fp32) and one dict per epoch (epoch, loss, logit_scale, lr, zero-shot accuracies,
     seconds).
     """
-    from ferkit.config import DataConfig, ExperimentConfig, TrainConfig
-    from ferkit.engine.devices import resolve_device
-    from ferkit.engine.trainer import train
     from ferkit.pretrain.clip_method import ClipPretrainMethod
+    from ferkit.pretrain.engine_run import run_on_engine
 
     cfg = cfg or ClipPretrainConfig()
     _check(split, cfg)
-    with tempfile.TemporaryDirectory(prefix="ferkit-pretrain-") as tmp:
-        run_dir = Path(out) if out is not None else Path(tmp)
-        exp = ExperimentConfig(
-            method=ClipPretrainMethod.name, data=DataConfig(dataset=split.name, cache=out is not None),
-            train=TrainConfig(epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(split)), lr=cfg.lr,
-                              seed=cfg.seed, device=cfg.device, precision=cfg.precision, out=str(run_dir),
-                              eval_every=0),
-            model=cfg)
-        method = ClipPretrainMethod(exp, split.label_space, resolve_device(cfg.device), split, monitor,
-                                    log=log, on_epoch=on_epoch)
-        result = train(exp, resume=resume, splits={"train": split}, progress=progress, method=method,
-                       console=log is not None, checkpoints=out is not None)
+    method, result = run_on_engine(
+        ClipPretrainMethod.name, split, cfg, min(cfg.batch_size, len(split)),
+        lambda exp, device: ClipPretrainMethod(exp, split.label_space, device, split, monitor, log=log,
+                                               on_epoch=on_epoch),
+        out=out, resume=resume, progress=progress, console=log is not None)
     history, total = [], 0.0
     for row in result.history:
         total += row["seconds"]

@@ -18,7 +18,6 @@ import argparse
 import csv
 import json
 import math
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -134,9 +133,7 @@ def pretrain_identity_resnet(split: DatasetSplit, cfg: IdentityPretrainConfig | 
     writes the same weights: the data order and every image's augmentation are drawn from the seed and
     the sample's position (``engine/loop.py``), never from the global RNG.
     """
-    from ferkit.config import DataConfig, ExperimentConfig, TrainConfig
-    from ferkit.engine.devices import resolve_device
-    from ferkit.engine.trainer import train
+    from ferkit.pretrain.engine_run import run_on_engine
 
     cfg = cfg or IdentityPretrainConfig()
     if cfg.channels not in (1, 3):
@@ -144,16 +141,10 @@ def pretrain_identity_resnet(split: DatasetSplit, cfg: IdentityPretrainConfig | 
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ConfigError("Identity pretraining needs epochs >= 1 and batch size >= 1.")
     split, _, n_subjects = _subject_split(split)
-    with tempfile.TemporaryDirectory(prefix="ferkit-pretrain-") as tmp:
-        run_dir = Path(out) if out is not None else Path(tmp)
-        exp = ExperimentConfig(
-            method=IdentityPretrainMethod.name, data=DataConfig(dataset=split.name, cache=out is not None),
-            train=TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                              device=cfg.device, precision=cfg.precision, out=str(run_dir), eval_every=0),
-            model=cfg)
-        method = IdentityPretrainMethod(exp, split.label_space, resolve_device(cfg.device), split.subjects)
-        result = train(exp, resume=resume, splits={"train": split}, progress=progress, method=method,
-                       console=log is not None, checkpoints=out is not None)
+    method, result = run_on_engine(
+        IdentityPretrainMethod.name, split, cfg, cfg.batch_size,
+        lambda exp, device: IdentityPretrainMethod(exp, split.label_space, device, split.subjects),
+        out=out, resume=resume, progress=progress, console=log is not None)
     history, total = [], 0.0
     for row in result.history:
         total += row["seconds"]
