@@ -271,13 +271,13 @@ def _plain(x):
     return x
 
 
-def _diff(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
+def config_changes(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
     """Keys whose values differ between two nested config mappings, as {"a.b": (old, new)}."""
     out: dict[str, tuple] = {}
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            out.update(_diff(a, b, f"{prefix}{k}."))
+            out.update(config_changes(a, b, f"{prefix}{k}."))
         elif a != b:
             out[prefix + k] = (a, b)
     return out

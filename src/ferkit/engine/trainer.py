@@ -27,8 +27,8 @@ import yaml
 
 from ferkit.engine import distributed as dist_utils
 from ferkit.engine.checkpoint import (
-    _diff,
     _plain,
+    config_changes,
     load_network_weights,
     read_checkpoint,
     read_train_state,
@@ -157,7 +157,7 @@ class _Run:
         self.elapsed = float(state.get("elapsed", 0.0))
         self.state = state
         self._resume_from = path
-        self._changed = _diff(ckpt.meta.get("config", {}), _plain(self.cfg.to_dict()))
+        self._changed = config_changes(ckpt.meta.get("config", {}), _plain(self.cfg.to_dict()))
 
     def _write_folds(self) -> None:
         if self.cfg.data.fold is None:

@@ -44,15 +44,15 @@ def _stripped(config: dict) -> dict:
     return c
 
 
-def _first_difference(old, new, prefix: str = "") -> str | None:
+def _first_difference(old: dict, new: dict) -> str | None:
     """The first key (dotted) whose value differs between two nested mappings, with both values."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        for k in sorted(set(old) | set(new)):
-            found = _first_difference(old.get(k), new.get(k), f"{prefix}{k}.")
-            if found:
-                return found
+    from ferkit.engine.checkpoint import config_changes
+
+    changes = config_changes(old or {}, new or {})
+    if not changes:
         return None
-    return None if old == new else f"{prefix.rstrip('.')} {old!r} -> {new!r}"
+    key, (a, b) = next(iter(changes.items()))
+    return f"{key} {a!r} -> {b!r}"
 
 
 def _write_json(path: Path, data: dict) -> None:
