@@ -4,6 +4,7 @@ benchmarks), always on an address the caller names: IPv4 (``127.0.0.1``, ``0.0.0
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import threading
@@ -19,10 +20,8 @@ def listen_host(host: str) -> tuple[str, socket.AddressFamily]:
     bare = host.strip()
     if bare.startswith("[") and bare.endswith("]"):
         bare = bare[1:-1]
-    try:
+    with contextlib.suppress(ValueError):              # not an address literal: resolve it as a name
         return bare, socket.AF_INET6 if ipaddress.ip_address(bare).version == 6 else socket.AF_INET
-    except ValueError:
-        pass
     try:
         return bare, socket.getaddrinfo(bare, None, type=socket.SOCK_STREAM)[0][0]
     except (socket.gaierror, UnicodeError, IndexError):
