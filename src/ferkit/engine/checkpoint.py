@@ -242,7 +242,13 @@ def method_from_checkpoint(ckpt: Checkpoint, device: str = "auto"):
     from ferkit.errors import FerkitError
 
     try:
-        cfg = experiment_from_dict(ckpt.meta["config"])
+        raw = ckpt.meta["config"]
+        if isinstance(raw, dict) and isinstance(raw.get("method"), str):
+            try:
+                raw = get_method(raw["method"]).complete_saved_config(raw)
+            except FerkitError:
+                pass                       # an unknown method: experiment_from_dict says so below
+        cfg = experiment_from_dict(raw)
         label_space = LabelSpace.from_dict(ckpt.meta["label_space"])
     except FerkitError as e:
         raise CheckpointError(f"Checkpoint {ckpt.path} has a config this ferkit cannot rebuild ({e})") from None

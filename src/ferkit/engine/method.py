@@ -92,6 +92,18 @@ class Method(abc.ABC):
         """The augmentation name for ``build_transform`` in a phase (default: ``cfg.model.augment`` or "none")."""
         return str(getattr(self.cfg.model, "augment", "none"))
 
+    #: model fields whose default changed since a release, with the value configs saved before the change
+    #: meant (they do not name the field): applied to a checkpoint's saved config before it is rebuilt
+    SAVED_CONFIG_DEFAULTS: dict = {}
+
+    @classmethod
+    def complete_saved_config(cls, config: dict) -> dict:
+        """A saved config (a checkpoint's) with :attr:`SAVED_CONFIG_DEFAULTS` filled in where it lacks them."""
+        model = config.get("model")
+        if not cls.SAVED_CONFIG_DEFAULTS or not isinstance(model, dict):
+            return config
+        return {**config, "model": {**cls.SAVED_CONFIG_DEFAULTS, **model}}
+
     @classmethod
     def inference_config(cls, cfg):
         """The config to rebuild this method from a checkpoint: references to external weight files are

@@ -96,6 +96,16 @@ def reduce_locations(values: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ConfigError(f"Local MI reduction must be 'sum' or 'mean', got {reduction!r}.")
 
 
+def all_pair_scores(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joint and marginal samples from pairwise scores (B, B[, h, w]): the diagonal (B, ...) and every
+    off-diagonal pair (B(B-1), ...), i.e. all B(B-1) product-of-marginals samples a batch holds instead of
+    one permutation's B (the same DV/JSD bound, a lower-variance estimate of its log term)."""
+    b = scores.shape[0]
+    diag = torch.diagonal(scores, dim1=0, dim2=1).movedim(-1, 0)        # (B, ...)
+    off = ~torch.eye(b, dtype=torch.bool, device=scores.device)
+    return diag, scores[off]                                             # boolean mask over the first two dims
+
+
 def marginal_permutation(batch: int, mode: str, device: torch.device,
                          generator: torch.Generator | None = None) -> torch.Tensor:
     """Indices pi for marginal samples z_pi(b): "permute" (uniform random permutation, MINE) or
@@ -104,7 +114,7 @@ def marginal_permutation(batch: int, mode: str, device: torch.device,
         return torch.randperm(batch, generator=generator).to(device)
     if mode == "roll":
         return torch.roll(torch.arange(batch, device=device), 1)
-    raise ConfigError(f"Marginal sampling must be 'permute' or 'roll', got {mode!r}.")
+    raise ConfigError(f"Marginal sampling must be 'permute', 'roll' or 'all_pairs', got {mode!r}.")
 
 
 def critic_mi(critic: Callable, x: torch.Tensor, z: torch.Tensor, estimator: str = "dv",
@@ -121,6 +131,9 @@ def critic_mi(critic: Callable, x: torch.Tensor, z: torch.Tensor, estimator: str
         x, z = x.float(), z.float()
         if estimator == "infonce":
             per_loc = infonce_bound(critic.pairwise(x, z))                 # (...)
+        elif marginal == "all_pairs":
+            joint, marg = all_pair_scores(critic.pairwise(x, z))           # (B, ...), (B(B-1), ...)
+            per_loc = dv_bound(joint, marg, ema) if estimator == "dv" else jsd_bound(joint, marg)
         else:
             perm = marginal_permutation(x.shape[0], marginal, x.device, generator)
             joint, marg = critic.joint_and_marginal(x, z, perm)            # (B, ...) each

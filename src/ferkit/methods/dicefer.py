@@ -37,6 +37,9 @@ def _num(t: torch.Tensor | float) -> float:
 class DiceFerMethod(Method):
     """The engine-facing DICE-FER recipe (networks, three phases, steps, prediction)."""
 
+    #: checkpoints written before ``critic_form`` existed used the concatenation critics
+    SAVED_CONFIG_DEFAULTS = {"critic_form": "concat"}
+
     def __init__(self, cfg, label_space, device: torch.device):
         super().__init__(cfg, label_space, device)
         from ferkit.models.dicefer import build_networks
@@ -61,7 +64,9 @@ class DiceFerMethod(Method):
             raise ConfigError(f"model.frozen_cache is '{m.frozen_cache}' (use auto, on or off) and "
                               f"model.frozen_cache_mb {m.frozen_cache_mb} (use >= 0).")
         choices = {"estimator": ("dv", "jsd", "infonce"), "local_reduction": ("sum", "mean"),
-                   "marginal": ("permute", "roll"), "test_encoder": ("m", "mean"),
+                   "marginal": ("permute", "roll", "all_pairs"), "stage2_marginal": ("permute", "roll", "all_pairs"),
+                   "critic_form": ("concat", "separable"),
+                   "test_encoder": ("m", "mean"),
                    "whitening": ("none", "per_image"), "channels": (1, 3), "stage3_fit": ("converge", "epochs"),
                    "align": ("auto", "mtcnn5", "none")}
         for key, allowed in choices.items():
@@ -232,12 +237,14 @@ class DiceFerMethod(Method):
             weights = self.checkpoint_meta.get("describe", {}).get("weights", weights)
         return {"weights": weights, "encoders": f"4 x ResNet-18, tap {m.tap}, code from {m.code_from}, d={m.feature_dim}",
                 "input": f"{m.image_size}x{m.image_size}x{m.channels}, whitening {m.whitening}, augment {m.augment}",
-                "mi": f"{m.estimator}, local {m.local_reduction}, marginal {m.marginal}, mine_ema {m.mine_ema}",
+                "mi": f"{m.estimator}, stage-1 critic {m.critic_form} marginal {m.marginal}, stage-2 critic concat "
+                      f"marginal {m.stage2_marginal}, local {m.local_reduction}, mine_ema {m.mine_ema}",
                 "weights_in_force": f"mu_exp={m.mu_exp} nu_exp={m.nu_exp} delta={m.delta} swap={m.swap} "
                                     f"mu_id={m.mu_id} nu_id={m.nu_id} zeta_adv={m.zeta_adv}",
                 "epochs": f"{self.stage_epochs()} (stage 1 stops early when its MI plateaus for "
                           f"{m.stage1_patience} epochs; stage 3 then fit: {m.stage3_fit})",
-                "open_choices": f"delta_warmup_steps={m.delta_warmup_steps} critic_lr_scale={m.critic_lr_scale} "
+                "open_choices": f"critic_form={m.critic_form} marginal={m.marginal} "
+                                f"delta_warmup_steps={m.delta_warmup_steps} critic_lr_scale={m.critic_lr_scale} "
                                 f"encoder_lr_scale={m.encoder_lr_scale} local_reduction={m.local_reduction}",
                 "test_encoder": m.test_encoder,
                 "frozen_cache": ("off" if self.frozen_cache is None else
@@ -250,7 +257,8 @@ class DiceFerMethod(Method):
         if self.m.mine_ema and self.m.estimator == "dv":
             ema = self._emas.setdefault(term, DVEma(self.m.ema_rate))
         reduction = self.m.local_reduction if "local" in term else "sum"
-        return critic_mi(critic, fmap, code, self.m.estimator, reduction, self.m.marginal, ema)
+        marginal = self.m.stage2_marginal if term.startswith("s2") else self.m.marginal
+        return critic_mi(critic, fmap, code, self.m.estimator, reduction, marginal, ema)
 
     def train_step(self, phase: Phase, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float]:
         if phase.name == "stage1":

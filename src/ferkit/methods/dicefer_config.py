@@ -29,10 +29,16 @@ class DiceFerConfig:
     # MI estimation
     estimator: str = "dv"                   # dv (paper, Donsker-Varadhan) | jsd (Sanchez/DIM) | infonce
     local_reduction: str = "sum"            # [INFERRED] local bound over locations: sum (paper Eq. 5) | mean (DIM)
-    marginal: str = "permute"               # [INFERRED] marginal samples: permute (random within batch) | roll (shift by one)
+    marginal: str = "all_pairs"             # [INFERRED] marginal samples of the DV/JSD log term: all_pairs (every
+    #                                         off-diagonal pair of the batch, B(B-1) samples) | permute (one random
+    #                                         permutation, B samples: the paper's batch estimate) | roll (shift by one)
+    stage2_marginal: str = "permute"        # marginal samples of stage 2's (concat) critics: permute (paper) | roll | all_pairs
     mine_ema: bool = False                  # [INFERRED] MINE's EMA bias-corrected DV gradient (paper: unstated)
     ema_rate: float = 0.01                  # EMA rate for mine_ema
     critic_hidden: int = 512                # statistics-network width (Sanchez: 512)
+    critic_form: str = "separable"          # [INFERRED] stage-1 statistics nets: separable (<g(F), h(z)>, scores the
+    #                                         agreement of F and z directly; learns from random init) | concat
+    #                                         (MINE/Sanchez MLP on [F; z], the literal reading; stage 2 always concat)
     critic_lr_scale: float = 1.0            # [INFERRED] statistics nets' lr = train.lr x this (paper: one lr)
     encoder_lr_scale: float = 1.0           # [INFERRED] encoders' lr = train.lr x this (paper: one lr)
     # stage 1 (Eq. 6-8)
@@ -78,8 +84,8 @@ field_rules(DiceFerConfig, feature_dim=at_least(1), tap=one_of("layer4", "layer3
             channels=one_of(1, 3),
             whitening=one_of("per_image", "none"), align=one_of("auto", "mtcnn5", "none"), augment=one_of(*AUGMENTS),
             estimator=one_of("dv", "jsd", "infonce"), local_reduction=one_of("sum", "mean"),
-            marginal=one_of("permute", "roll"), ema_rate=Rule(lo=0, hi=1, lo_open=True),
-            critic_hidden=at_least(1), critic_lr_scale=above(0), encoder_lr_scale=above(0),
+            marginal=one_of("permute", "roll", "all_pairs"), stage2_marginal=one_of("permute", "roll", "all_pairs"), ema_rate=Rule(lo=0, hi=1, lo_open=True),
+            critic_hidden=at_least(1), critic_form=one_of("concat", "separable"), critic_lr_scale=above(0), encoder_lr_scale=above(0),
             mu_exp=at_least(0), nu_exp=at_least(0), delta=at_least(0), delta_warmup_steps=at_least(0),
             mu_id=at_least(0), nu_id=at_least(0), zeta_adv=at_least(0), disc_hidden=at_least(1),
             classifier_hidden=at_least(1), test_encoder=one_of("m", "mean"),

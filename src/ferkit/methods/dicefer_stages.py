@@ -51,8 +51,9 @@ def code_pull(mi: torch.Tensor, l1_term: torch.Tensor, e_m: torch.Tensor, e_n: t
     return {"code_grad_mi": norm(g_mi), "code_grad_l1": norm(g_l1)}
 
 
-TRY = ("try model.delta_warmup_steps (delta off while the MI estimate learns), model.mine_ema, "
-       "model.critic_lr_scale, a larger train.batch_size, or an identity-pretrained start "
+TRY = ("try model.critic_form=separable with model.marginal=all_pairs (the defaults; the concatenation critic "
+       "is slow to find a weak dependence), model.delta_warmup_steps (delta off while the MI estimate learns), "
+       "a higher train.lr or more stage-1 epochs, a larger train.batch_size, or an identity-pretrained start "
        "(train.backbone_weights)")
 
 

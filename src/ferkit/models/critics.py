@@ -73,6 +73,64 @@ class LocalStatistics(nn.Module):
         return self.head(grid).reshape(n, n, h, w)                              # (B, B, h, w)
 
 
+class SeparableGlobalStatistics(nn.Module):
+    """[INFERRED] separable global critic U(F, z) = <g(flatten F), h(z)> / sqrt(k); scores (B,).
+
+    The concatenation critic must learn the interaction between F and z through its hidden ReLUs; a
+    separable one scores their agreement directly (the form of CPC/DIM's encoder-and-critic pairs), so a
+    weak dependence between an image's map and its partner's code gives a gradient from the first steps.
+    """
+
+    def __init__(self, map_channels: int, map_hw: tuple[int, int], code_dim: int, hidden: int = 512):
+        super().__init__()
+        self.k = max(hidden // 4, 8)
+        self.map_net = nn.Sequential(nn.Linear(map_channels * map_hw[0] * map_hw[1], hidden), nn.ReLU(),
+                                     nn.Linear(hidden, self.k))
+        self.code_net = nn.Sequential(nn.Linear(code_dim, hidden), nn.ReLU(), nn.Linear(hidden, self.k))
+
+    def _project(self, fmap: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.map_net(fmap.flatten(1)), self.code_net(code) / self.k ** 0.5   # (B, k), (B, k)
+
+    def forward(self, fmap: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        a, b = self._project(fmap, code)
+        return (a * b).sum(-1)                                                  # (B,)
+
+    def joint_and_marginal(self, fmap: torch.Tensor, code: torch.Tensor,
+                           perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = self._project(fmap, code)
+        return (a * b).sum(-1), (a * b[perm]).sum(-1)                           # (B,), (B,)
+
+    def pairwise(self, fmap: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        a, b = self._project(fmap, code)
+        return a @ b.T                                                          # (B, B)
+
+
+class SeparableLocalStatistics(nn.Module):
+    """[INFERRED] separable local critic: <g(F)_ij, h(z)> / sqrt(k) at every location, (B, h, w)."""
+
+    def __init__(self, map_channels: int, code_dim: int, hidden: int = 512):
+        super().__init__()
+        self.k = max(hidden // 4, 8)
+        self.map_net = nn.Sequential(nn.Conv2d(map_channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, self.k, 1))
+        self.code_net = nn.Sequential(nn.Linear(code_dim, hidden), nn.ReLU(), nn.Linear(hidden, self.k))
+
+    def _project(self, fmap: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.map_net(fmap), self.code_net(code) / self.k ** 0.5           # (B, k, h, w), (B, k)
+
+    def forward(self, fmap: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        a, b = self._project(fmap, code)
+        return torch.einsum("bkij,bk->bij", a, b)                               # (B, h, w)
+
+    def joint_and_marginal(self, fmap: torch.Tensor, code: torch.Tensor,
+                           perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = self._project(fmap, code)
+        return torch.einsum("bkij,bk->bij", a, b), torch.einsum("bkij,bk->bij", a, b[perm])
+
+    def pairwise(self, fmap: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        a, b = self._project(fmap, code)
+        return torch.einsum("akij,bk->abij", a, b)                              # (B, B, h, w)
+
+
 class VectorStatistics(nn.Module):
     """MLP critic on two vectors, U(x, z) = MLP([x; z]) (used for the modified MIG and Gaussian tests)."""
 

@@ -15,7 +15,13 @@ import torch
 from torch import nn
 
 from ferkit.errors import ConfigError
-from ferkit.models.critics import Discriminator, GlobalStatistics, LocalStatistics
+from ferkit.models.critics import (
+    Discriminator,
+    GlobalStatistics,
+    LocalStatistics,
+    SeparableGlobalStatistics,
+    SeparableLocalStatistics,
+)
 from ferkit.models.resnet import ResNet18Trunk
 
 TAP_CHANNELS = {"layer3": 256, "layer4": 512}
@@ -60,12 +66,14 @@ class ExpressionClassifier(nn.Module):
         return self.net(code)                                                   # (B, K)
 
 
-def _critics(channels: int, side: int, code_dim: int, hidden: int) -> nn.ModuleDict:
+def _critics(channels: int, side: int, code_dim: int, hidden: int, form: str = "concat") -> nn.ModuleDict:
+    glob, loc = ((SeparableGlobalStatistics, SeparableLocalStatistics) if form == "separable"
+                 else (GlobalStatistics, LocalStatistics))
     return nn.ModuleDict({
-        "global_m": GlobalStatistics(channels, (side, side), code_dim, hidden),
-        "global_n": GlobalStatistics(channels, (side, side), code_dim, hidden),
-        "local_m": LocalStatistics(channels, code_dim, hidden),
-        "local_n": LocalStatistics(channels, code_dim, hidden),
+        "global_m": glob(channels, (side, side), code_dim, hidden),
+        "global_n": glob(channels, (side, side), code_dim, hidden),
+        "local_m": loc(channels, code_dim, hidden),
+        "local_n": loc(channels, code_dim, hidden),
     })
 
 
@@ -83,7 +91,7 @@ def build_networks(model_cfg, num_classes: int) -> dict[str, nn.Module]:
     return {
         "exp_encoders": exp,
         "id_encoders": idn,
-        "s1_critics": _critics(c, side, d, m.critic_hidden),
+        "s1_critics": _critics(c, side, d, m.critic_hidden, m.critic_form),
         "s2_critics": _critics(2 * c, side, 2 * d, m.critic_hidden),
         "discriminators": nn.ModuleDict({"m": Discriminator(2 * d, tuple(m.disc_hidden)),
                                          "n": Discriminator(2 * d, tuple(m.disc_hidden))}),
