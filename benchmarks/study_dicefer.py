@@ -39,7 +39,7 @@ def configs(c: float, args, backbone: str | None) -> dict[str, dict]:
         train["backbone_weights"] = backbone
     model = {"image_size": args.size, "channels": 1, "align": "none"}
     baseline = {"method": "baseline", "data": data, "train": {**train, "epochs": args.baseline_epochs},
-                "model": {**model, "augment": "flip"}}
+                "model": {**model, "augment": args.baseline_augment}}
     dicefer = {"method": "dicefer", "data": data, "train": {**train, "epochs": args.stage3},
                "model": {**model, "whitening": "per_image", "augment": "dicefer14", "zeta_adv": 0.025,
                          "stage1_epochs": args.stage1, "stage2_epochs": args.stage2, "stage3_epochs": args.stage3}}
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage2", type=int, default=2)
     p.add_argument("--stage3", type=int, default=10)
     p.add_argument("--baseline-epochs", type=int, default=8)
+    p.add_argument("--baseline-augment", default="flip",
+                   help="the baseline's training augmentation (flip: its preset; dicefer14: the same as DICE-FER's)")
     p.add_argument("--pretrain-epochs", type=int, default=6, help="0 = both methods from random init")
     p.add_argument("--pretrain-identities", type=int, default=60)
     p.add_argument("--device", default="auto")

@@ -1,13 +1,16 @@
 """bf16 autocast against fp32, per method, over paired seeds with `ferkit compare`: what the faster numerics
 cost (or not) in accuracy, calibration and error detection.
 
-    .venv/bin/python benchmarks/study_precision.py [--methods baseline dicefer] [--seeds 5] [--out runs/study_precision]
+    .venv/bin/python benchmarks/study_precision.py [--methods baseline dicefer] [--seeds 5] [--out benchmarks/results/study_precision]
 
 For each method the script writes two `ferkit train --config` files that differ only in `train.precision`
 (fp32, the reference, and bf16) on one in-memory SynthFER render, and runs
 `ferkit compare fp32=... bf16=... --seeds N --out OUT/<method>`. Run it where bf16 is fast (a GPU, or a CPU
 with AMX): on a CPU without bf16 instructions bf16 is emulated and ~100x slower (`ferkit.engine.devices`),
-so the script refuses there unless --force.
+so the script refuses there unless --force. Configurations: the baseline at 48 px gray; DICE-FER with the
+random-init study's schedule (`study_dicefer_random.sh`); UA-FER the paper arm of the UA-FER study
+(`studies/uafer/paper.yaml`, which needs the tiny CLIP `study_uafer.sh` pretrains, in fp32, first).
+Results (each run's result.json and the summaries) are kept in benchmarks/results/study_precision/.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 import yaml
 
 FERKIT = [sys.executable, "-m", "ferkit"]
+UAFER_PAPER = Path(__file__).resolve().parent / "studies" / "uafer" / "paper.yaml"
 
 
 def method_config(method: str, size: int, identities: int, images: int) -> dict:
@@ -29,12 +33,15 @@ def method_config(method: str, size: int, identities: int, images: int) -> dict:
         return {"method": "baseline", "data": data, "train": {"epochs": 8, "batch_size": 64, "lr": 3e-4},
                 "model": {"image_size": size, "channels": 1, "align": "none"}}
     if method == "dicefer":
-        return {"method": "dicefer", "data": data, "train": {"epochs": 10, "batch_size": 64, "lr": 3e-4},
+        # the random-init DICE-FER study's schedule (benchmarks/study_dicefer_random.sh): the defaults' stage 1
+        return {"method": "dicefer", "data": data, "train": {"epochs": 10, "batch_size": 32, "lr": 3e-4},
                 "model": {"image_size": size, "channels": 1, "align": "none", "whitening": "per_image",
-                          "augment": "dicefer14", "stage1_epochs": 36, "stage2_epochs": 2, "stage3_epochs": 10}}
+                          "augment": "dicefer14", "stage1_epochs": 15, "stage2_epochs": 2, "stage3_epochs": 10}}
     if method == "uafer":
-        return {"method": "uafer", "data": data, "train": {"epochs": 10, "batch_size": 32, "lr": 1e-3},
-                "model": {"model_size": "tiny", "fix_layer": 0, "alpha": 0.5}}
+        # the UA-FER study's paper arm (its own render and the caption-pretrained tiny CLIP; see study_uafer.sh)
+        cfg = yaml.safe_load(UAFER_PAPER.read_text())
+        cfg["train"].pop("out", None)
+        return cfg
     raise SystemExit(f"unknown method {method!r}; choose baseline, dicefer or uafer")
 
 
@@ -42,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=["baseline", "dicefer", "uafer"])
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--out", default="runs/study_precision")
+    p.add_argument("--out", default="benchmarks/results/study_precision")
     p.add_argument("--size", type=int, default=48)
     p.add_argument("--identities", type=int, default=60)
     p.add_argument("--images", type=int, default=28)
@@ -57,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bf16 is not fast on {device} here (no AMX / no GPU): the bf16 runs would be emulated; "
               "run this study on a GPU or an AMX CPU, or pass --force.", file=sys.stderr)
         return 2
+    if "uafer" in args.methods and not args.dry_run:
+        clip = Path(yaml.safe_load(UAFER_PAPER.read_text())["model"]["clip_path"])
+        if not clip.is_file():
+            print(f"{clip} is missing: run benchmarks/study_uafer.sh first (it pretrains the tiny CLIP the UA-FER "
+                  "arms start from), or leave uafer out of --methods.", file=sys.stderr)
+            return 2
     for method in args.methods:
         study = Path(args.out) / method
         (study / "configs").mkdir(parents=True, exist_ok=True)

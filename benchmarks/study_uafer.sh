@@ -6,13 +6,15 @@
 #
 #   benchmarks/study_uafer.sh            # from the repository root; OMP_NUM_THREADS is respected
 #
-# Needs `ferkit compare` (the paired-seed study command). The pretrained CLIP is made once and reused.
+# Needs `ferkit compare` (the paired-seed study command). The pretrained CLIP is made once and reused; the
+# study's finished runs are in benchmarks/results/study_uafer, so rerunning only rewrites the summary (a
+# changed config is refused; remove that folder to redo it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=runs/study_uafer
-CLIP=$OUT/clip_tiny_captions.pt
+OUT=benchmarks/results/study_uafer          # each run's result.json and the summaries, kept in the repository
+CLIP=runs/study_uafer/clip_tiny_captions.pt # the path the configs name (made here when missing)
 STUDY=benchmarks/studies/uafer
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$(dirname "$CLIP")"
 if [ ! -f "$CLIP" ]; then
   # the CLIP_DEMO recipe of ferkit.pretrain.clip (the one tests/test_uafer_learning.py and `ferkit demo` use)
   ferkit pretrain clip --captions expression --epochs 40 --batch-size 64 --lr 2e-3 --synth-seed 1000 \
