@@ -21,12 +21,12 @@ import yaml
 from torch.utils.data import DataLoader
 
 
-def _loader(split, pre, train: bool, batch: int, seed: int, pairs: bool):
+def _loader(split, pre, train: bool, batch: int, seed: int, pairs: bool, augment: str = "none"):
     from ferkit.data.pairs import PairDataset
     from ferkit.data.torch_dataset import FERDataset
     from ferkit.data.transforms import build_transform
 
-    ds = FERDataset(split, build_transform(pre, train=train, augment="none"), progress=False)
+    ds = FERDataset(split, build_transform(pre, train=train, augment=augment if train else "none"), progress=False)
     if pairs:
         ds = PairDataset(ds, seed=seed)
     return DataLoader(ds, batch_size=batch, shuffle=train, drop_last=train,
@@ -67,6 +67,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment", default="none", help="training augmentation of the pairs (none, flip, dicefer14)")
     p.add_argument("--set", nargs="*", default=[], help="model options, key=value (YAML values)")
     p.add_argument("--out", default="")
     args = p.parse_args()
@@ -86,7 +87,7 @@ def main() -> None:
     meth.on_phase_start(phase)
     rows, step, t0 = [], 0, time.time()
     sink = open(args.out, "w") if args.out else None
-    dl = _loader(train, pre, True, args.batch, args.seed, True)
+    dl = _loader(train, pre, True, args.batch, args.seed, True, args.augment)
     epoch = 0
     while step < args.steps:
         dl.dataset.set_epoch(epoch)
@@ -107,7 +108,8 @@ def main() -> None:
         epoch += 1
     probe = expression_probe(meth, train, test, pre)
     summary = {"probe_E_after_stage1": probe, "probe_E_random_init": ref, "chance": 1 / 7, "steps": step,
-               "seconds": round(time.time() - t0, 1), "model": model, "lr": args.lr, "batch": args.batch}
+               "seconds": round(time.time() - t0, 1), "model": model, "lr": args.lr, "batch": args.batch,
+               "augment": args.augment, "identities": args.identities, "images": args.images}
     print(json.dumps(summary))
     if sink:
         sink.write(json.dumps({"summary": summary}) + "\n")

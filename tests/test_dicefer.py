@@ -8,6 +8,7 @@ from ferkit.api.dicefer import DICEFER, pair_within_batch
 from ferkit.config import build_experiment, experiment_from_dict
 from ferkit.data.labels import SYNTHFER
 from ferkit.engine.method import StepContext
+from ferkit.errors import ConfigError
 from ferkit.methods.registry import get_method
 from ferkit.metrics.modified_mig import modified_mig
 
@@ -210,3 +211,15 @@ def test_checkpoint_saved_before_critic_form_existed_loads_with_concat_critics(t
         torch.testing.assert_close(again.nets["s1_critics"]["global_m"](*method.nets["exp_encoders"]["m"](x)),
                                    method.nets["s1_critics"]["global_m"](*method.nets["exp_encoders"]["m"](x)))
     assert tiny_method().m.critic_form == "separable"       # the default now
+
+
+def test_stage1_augmentation_is_its_own_option():
+    """Stage 1 trains on ``stage1_augment`` (default none: rotated pairs keep the MI game from taking off from
+    random init), stages 2-3 on ``augment``; ``same`` is the literal reading (every stage on ``augment``)."""
+    method = tiny_method(augment="dicefer14")
+    stages = {p.name: method.train_augment(p) for p in method.phases()}
+    assert stages == {"stage1": "none", "stage2": "dicefer14", "stage3": "dicefer14"}
+    literal = tiny_method(augment="dicefer14", stage1_augment="same")
+    assert {literal.train_augment(p) for p in literal.phases()} == {"dicefer14"}
+    with pytest.raises(ConfigError, match="stage1_augment"):
+        experiment_from_dict({"method": "dicefer", "model": {"stage1_augment": "rotate"}})

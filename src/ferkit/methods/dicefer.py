@@ -38,7 +38,7 @@ class DiceFerMethod(Method):
     """The engine-facing DICE-FER recipe (networks, three phases, steps, prediction)."""
 
     #: checkpoints written before ``critic_form`` existed used the concatenation critics
-    SAVED_CONFIG_DEFAULTS = {"critic_form": "concat"}
+    SAVED_CONFIG_DEFAULTS = {"critic_form": "concat", "stage1_augment": "same"}
 
     def __init__(self, cfg, label_space, device: torch.device):
         super().__init__(cfg, label_space, device)
@@ -214,6 +214,12 @@ class DiceFerMethod(Method):
         """Why a phase may stop before its epoch budget: stage 1 once its MI has plateaued."""
         return self.monitor.done if phase.name == "stage1" else None
 
+    def train_augment(self, phase: Phase) -> str:
+        """Stage 1 trains on ``model.stage1_augment`` (``same``: ``model.augment``); stages 2-3 on ``model.augment``."""
+        if phase.name == "stage1" and self.m.stage1_augment != "same":
+            return self.m.stage1_augment
+        return self.m.augment
+
     def run_notes(self) -> dict:
         """Stage 1's per-epoch MI and variance, its warnings and why it stopped; stage 3's fit."""
         return {"stage1": {**self.monitor.state(), "stopped": self.monitor.done or "epoch budget"},
@@ -236,14 +242,15 @@ class DiceFerMethod(Method):
         if getattr(self, "checkpoint_meta", None):   # rebuilt from a checkpoint: say where the weights came from
             weights = self.checkpoint_meta.get("describe", {}).get("weights", weights)
         return {"weights": weights, "encoders": f"4 x ResNet-18, tap {m.tap}, code from {m.code_from}, d={m.feature_dim}",
-                "input": f"{m.image_size}x{m.image_size}x{m.channels}, whitening {m.whitening}, augment {m.augment}",
+                "input": f"{m.image_size}x{m.image_size}x{m.channels}, whitening {m.whitening}, augment {m.augment} "
+                         f"(stage 1: {m.augment if m.stage1_augment == 'same' else m.stage1_augment})",
                 "mi": f"{m.estimator}, stage-1 critic {m.critic_form} marginal {m.marginal}, stage-2 critic concat "
                       f"marginal {m.stage2_marginal}, local {m.local_reduction}, mine_ema {m.mine_ema}",
                 "weights_in_force": f"mu_exp={m.mu_exp} nu_exp={m.nu_exp} delta={m.delta} swap={m.swap} "
                                     f"mu_id={m.mu_id} nu_id={m.nu_id} zeta_adv={m.zeta_adv}",
                 "epochs": f"{self.stage_epochs()} (stage 1 stops early when its MI plateaus for "
                           f"{m.stage1_patience} epochs; stage 3 then fit: {m.stage3_fit})",
-                "open_choices": f"critic_form={m.critic_form} marginal={m.marginal} "
+                "open_choices": f"critic_form={m.critic_form} marginal={m.marginal} stage1_augment={m.stage1_augment} "
                                 f"delta_warmup_steps={m.delta_warmup_steps} critic_lr_scale={m.critic_lr_scale} "
                                 f"encoder_lr_scale={m.encoder_lr_scale} local_reduction={m.local_reduction}",
                 "test_encoder": m.test_encoder,

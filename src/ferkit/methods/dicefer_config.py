@@ -26,6 +26,9 @@ class DiceFerConfig:
     align: str = "auto"                     # face alignment: auto (none for SynthFER, else mtcnn5) | mtcnn5 | none
     template: str = "default"               # alignment template
     augment: str = "dicefer14"              # training augmentation: dicefer14 (7 rotations x flip, paper) | flip | none
+    stage1_augment: str = "none"            # [INFERRED] stage 1's augmentation: none | flip | dicefer14 | same (= augment,
+    #                                         the literal reading); from random init the MI game does not take off on
+    #                                         independently rotated pairs (README, "DICE-FER: why stage 1 collapsed")
     # MI estimation
     estimator: str = "dv"                   # dv (paper, Donsker-Varadhan) | jsd (Sanchez/DIM) | infonce
     local_reduction: str = "sum"            # [INFERRED] local bound over locations: sum (paper Eq. 5) | mean (DIM)
@@ -83,6 +86,7 @@ field_rules(DiceFerConfig, feature_dim=at_least(1), tap=one_of("layer4", "layer3
             code_from=one_of("pooled", "flatten"), gray_mode=one_of("replicate", "mean"), image_size=at_least(16),
             channels=one_of(1, 3),
             whitening=one_of("per_image", "none"), align=one_of("auto", "mtcnn5", "none"), augment=one_of(*AUGMENTS),
+            stage1_augment=one_of("same", *AUGMENTS),
             estimator=one_of("dv", "jsd", "infonce"), local_reduction=one_of("sum", "mean"),
             marginal=one_of("permute", "roll", "all_pairs"), stage2_marginal=one_of("permute", "roll", "all_pairs"), ema_rate=Rule(lo=0, hi=1, lo_open=True),
             critic_hidden=at_least(1), critic_form=one_of("concat", "separable"), critic_lr_scale=above(0), encoder_lr_scale=above(0),
