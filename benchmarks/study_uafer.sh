@@ -21,4 +21,5 @@ if [ ! -f "$CLIP" ]; then
     --synth-identities 60 --synth-images 28 --precision fp32 --out "$CLIP"
 fi
 ferkit compare paper=$STUDY/paper.yaml released=$STUDY/released.yaml baseline=$STUDY/baseline.yaml \
+  paper_bare=$STUDY/paper_bare.yaml \
   --seeds 5 --out "$OUT" "$@"
