@@ -129,17 +129,23 @@ def _quadrant_images(y: torch.Tensor, gen: torch.Generator, amplitude: float = 2
     return x
 
 
+def _start_stage1(method, lr: float = 1e-3):
+    """Stage 1 of ``method`` ready to step by hand at ``lr``: (phase, StepContext), in training mode."""
+    phase = method.phases()[0]
+    for group in phase.optimizers.values():
+        for g in group.param_groups:
+            g["lr"] = lr
+    ctx = StepContext(phase.optimizers, torch.device("cpu"), None)
+    method.on_phase_start(phase)
+    method.train_mode(phase)
+    return phase, ctx
+
+
 def _weak_factor_stage1(seed: int, steps: int = 50, **model) -> float:
     """Mean global MI estimate over the last 5 of ``steps`` stage-1 steps on pairs sharing a faint quadrant."""
     torch.manual_seed(seed)
     method = tiny_method(critic_hidden=64, delta_warmup_steps=0, **model)
-    phase = method.phases()[0]
-    for group in phase.optimizers.values():
-        for g in group.param_groups:
-            g["lr"] = 1e-3
-    ctx = StepContext(phase.optimizers, torch.device("cpu"), None)
-    method.on_phase_start(phase)
-    method.train_mode(phase)
+    phase, ctx = _start_stage1(method)
     gen = torch.Generator().manual_seed(seed)
 
     def faint(y):
@@ -167,13 +173,7 @@ def test_stage1_learns_the_factor_a_pair_shares():
     """Swapped MI on pairs that share only a class (independent noise): the MI bound rises and E carries the class."""
     method = tiny_method(critic_hidden=64)
     method.cfg.train.lr = 1e-3
-    phase = method.phases()[0]
-    for group in phase.optimizers.values():
-        for g in group.param_groups:
-            g["lr"] = 1e-3
-    ctx = StepContext(phase.optimizers, torch.device("cpu"), None)
-    method.on_phase_start(phase)
-    method.train_mode(phase)
+    phase, ctx = _start_stage1(method)
     gen = torch.Generator().manual_seed(0)
     mi = []
     for _ in range(12):
