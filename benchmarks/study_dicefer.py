@@ -10,7 +10,8 @@ For each confounding level c the script writes three `ferkit train --config` fil
 identities of a disjoint render (`ferkit pretrain resnet18 --synth-seed 10000`, made once into OUT/), the
 stand-in for DICE-FER's CASIA-WebFace start (0 epochs = random init). Then it runs
 
-    ferkit compare baseline=... dicefer=... dicefer_noswap=... --seeds N --out OUT/c<c>
+    ferkit compare baseline=... dicefer=... dicefer_noswap=... --seeds N --out OUT/c<c> \
+        --contrast dicefer_noswap-dicefer
 
 which trains and evaluates every (configuration, seed), and resumes where it stopped when run again: a study
 too long for one sitting continues in the next. Each study's summary.md holds the table README quotes.
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             pairs.append(f"{name}={path}")
         cmd = [*FERKIT, "compare", *pairs, "--seeds", str(args.seeds), "--out", str(study)]
+        if not args.no_ablation:            # the ablation against its full method, beside both against the baseline
+            cmd += ["--contrast", "dicefer_noswap-dicefer"]
         print("$ " + " ".join(cmd[2:]), flush=True)
         if args.dry_run:
             continue

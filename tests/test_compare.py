@@ -168,6 +168,25 @@ def test_killed_study_resumes_to_the_same_summary(study, tmp_path, monkeypatch, 
     assert got["metrics"]["accuracy"]["A"]["n"] == 3
 
 
+def test_a_contrast_adds_the_paired_difference_of_two_named_configurations(study, tmp_path, capsys):
+    import shutil
+
+    _, paths, reference = study
+    out = tmp_path / "study"
+    shutil.copytree(reference, out)
+    assert _compare(paths, out, extra=["--summary-only", "--contrast", "A-B"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    ba, ab = s["paired"]["accuracy"]["B-A"], s["paired"]["accuracy"]["A-B"]
+    assert ab["mean"] == pytest.approx(-ba["mean"]) and ab["n"] == 3 and ab["wins"] == 3
+    assert (ab["lo"], ab["hi"]) == (pytest.approx(-ba["hi"]), pytest.approx(-ba["lo"]))
+    md = (out / "summary.md").read_text()
+    assert "| B - A | A - B |" in md and "**A** against B: better in accuracy by +0." in md
+    assert "and *A - B*, taken per seed" in md
+    for bad in ("A-C", "A-A", "AB"):
+        assert _compare(paths, out, extra=["--summary-only", "--contrast", bad]) == 2
+        assert f"--contrast '{bad}' must be B-A" in capsys.readouterr().err
+
+
 def test_a_changed_configuration_is_refused(study, capsys):
     tmp, paths, out = study
     (tmp / "changed").mkdir()

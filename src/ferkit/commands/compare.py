@@ -8,6 +8,7 @@ configuration trains with train.seed = s into DIR/NAME/seed<s>/ on the same data
 on the test split as `ferkit evaluate` does. The first configuration is the reference: for every other one,
 DIR/summary.json, summary.md and compare.png give the paired difference per metric with its 95% Student-t
 interval, a bootstrap interval and the seeds where it wins; DIR/runs.csv has one row per run.
+--contrast B-A adds the paired difference of two other configurations (an ablation against its full method).
 Rerunning the same command continues a stopped study; a changed configuration is refused.
 """
 
@@ -32,6 +33,9 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--modified-mig-steps", type=int, default=0,
                    help="DICE-FER modified-MIG critic steps per run (default 0: skipped)")
     p.add_argument("--no-leakage", action="store_true", help="skip identity probes and MIG in the evaluations")
+    p.add_argument("--contrast", action="append", default=[], metavar="B-A",
+                   help="also report the paired difference B - A of two named configurations (repeatable), e.g. "
+                        "an ablation against its full method when neither is the reference")
     p.add_argument("--summary-only", action="store_true",
                    help="write the summary of the runs finished so far, training nothing")
     return p
@@ -51,6 +55,21 @@ def parse_pairs(items: list[str]) -> dict[str, Path]:
         if not Path(path).is_file():
             raise ConfigError(f"Config file {path} (for '{name}') does not exist.")
         out[name] = Path(path)
+    return out
+
+
+def parse_contrasts(items: list[str], names: list[str]) -> list[tuple[str, str]]:
+    """``B-A`` strings -> [(B, A)] over the study's names; names may hold '-', so every split is tried."""
+    from ferkit.errors import ConfigError
+
+    out = []
+    for item in items:
+        splits = [(item[:i], item[i + 1:]) for i, ch in enumerate(item) if ch == "-"]
+        found = [(b, a) for b, a in splits if b in names and a in names]
+        if len(found) != 1 or found[0][0] == found[0][1]:
+            raise ConfigError(f"--contrast '{item}' must be B-A with B and A two different configuration names of "
+                              f"this study ({', '.join(names)}).")
+        out.append(found[0])
     return out
 
 
@@ -84,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     evaluation = {"batch_size": args.batch_size, "device": args.device, "leakage": not args.no_leakage,
                   "modified_mig_steps": args.modified_mig_steps}
-    study = Study(args.out, configs, seeds, evaluation)
+    contrasts = parse_contrasts(args.contrast, list(configs))
+    study = Study(args.out, configs, seeds, evaluation, contrasts=contrasts)
     if args.summary_only:
         study.open()
         summary = write_summary(study)

@@ -59,20 +59,11 @@ class DiceFerMethod(Method):
         self.frozen_cache = self._make_cache()
 
     def _check(self) -> None:
-        m = self.m
-        if m.frozen_cache not in ("auto", "on", "off") or m.frozen_cache_mb < 0:
-            raise ConfigError(f"model.frozen_cache is '{m.frozen_cache}' (use auto, on or off) and "
-                              f"model.frozen_cache_mb {m.frozen_cache_mb} (use >= 0).")
-        choices = {"estimator": ("dv", "jsd", "infonce"), "local_reduction": ("sum", "mean"),
-                   "marginal": ("permute", "roll", "all_pairs"), "stage2_marginal": ("permute", "roll", "all_pairs"),
-                   "critic_form": ("concat", "separable"),
-                   "test_encoder": ("m", "mean"),
-                   "whitening": ("none", "per_image"), "channels": (1, 3), "stage3_fit": ("converge", "epochs"),
-                   "align": ("auto", "mtcnn5", "none")}
-        for key, allowed in choices.items():
-            if getattr(m, key) not in allowed:
-                raise ConfigError(f"model.{key} must be one of {', '.join(map(str, allowed))}, "
-                                  f"got {getattr(m, key)!r}.")
+        """The model config's values against its rules (one place: ``field_rules`` in dicefer_config), for
+        configs built in Python rather than read from YAML or ``--set``."""
+        from ferkit.config import check_rules
+
+        check_rules(self.m, "model.")
 
     def _load_weights(self, path: str | None) -> dict | None:
         if not path:

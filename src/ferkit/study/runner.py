@@ -102,9 +102,12 @@ def check_configs(configs: dict[str, dict]) -> dict:
 class Study:
     """A study folder: its manifest, its runs, and their results (see the module docstring)."""
 
-    def __init__(self, out: str | Path, configs: dict[str, dict], seeds: list[int], evaluation: dict):
+    def __init__(self, out: str | Path, configs: dict[str, dict], seeds: list[int], evaluation: dict,
+                 contrasts: list[tuple[str, str]] | None = None):
         self.out = Path(out)
         self.configs, self.seeds, self.evaluation = configs, list(seeds), dict(evaluation)
+        #: extra paired differences (B, A) = B - A besides every configuration against the first
+        self.contrasts = list(contrasts or [])
         self.built = check_configs(configs)
         self.fingerprints = {n: fingerprint(c) for n, c in configs.items()}
 

@@ -59,6 +59,15 @@ def matched_probes(study, results: dict[str, dict[int, dict]]) -> int | None:
     return dim
 
 
+def pairs(study) -> list[tuple[str, str]]:
+    """The paired differences a study reports, as (B, A) for B - A: every configuration after the first
+    against the first, then the study's extra contrasts (``--contrast B-A``) that are not already there."""
+    names = list(study.configs)
+    out = [(n, names[0]) for n in names[1:]]
+    out += [c for c in getattr(study, "contrasts", []) if c not in out]
+    return out
+
+
 def summarise(study) -> dict:
     """The summary mapping of a study's finished runs (see the module docstring)."""
     names, seeds = list(study.configs), list(study.seeds)
@@ -79,7 +88,7 @@ def summarise(study) -> dict:
                       for n in names},
         "matched_dim": dim,
         "metrics": {m: {n: describe(values[m][n].values()) for n in names} for m in metrics},
-        "paired": {m: {f"{n}-{ref}": paired_difference(values[m][ref], values[m][n], m) for n in names[1:]}
+        "paired": {m: {f"{b}-{a}": paired_difference(values[m][a], values[m][b], m) for b, a in pairs(study)}
                    for m in metrics},
     }
     for m, by_pair in summary["paired"].items():
@@ -103,7 +112,8 @@ def write_summary(study) -> dict:
     shown = [m for m in PLOTTED if m in values]
     if any(v is not None for m in shown for by in values[m].values() for v in by.values()):
         plot_compare(values, s["paired"], shown, s["configs"], out / "compare.png",
-                     title=f"ferkit compare: {out.name} ({len(s['seeds'])} seeds, pairs vs {s['reference']})")
+                     title=f"ferkit compare: {out.name} ({len(s['seeds'])} seeds, pairs vs {s['reference']})",
+                     pairs=pairs(study))
     return s
 
 
@@ -135,8 +145,9 @@ def markdown(s: dict, study) -> str:
                                f"{data.synth_confounding}, render seed {data.synth_seed})" if data.dataset == "synthetic"
                                else "")
     lines = [f"# ferkit compare: {study.out}", "",
-             f"- Configurations: {', '.join(names)}; reference **{ref}**; every difference is *config - {ref}*, "
-             "taken per seed (paired).",
+             f"- Configurations: {', '.join(names)}; reference **{ref}**; every difference is *config - {ref}*"
+             + "".join(f", and *{b} - {a}*" for b, a in pairs(study)[len(others):])
+             + ", taken per seed (paired).",
              f"- Seeds: {', '.join(map(str, s['seeds']))}"
              + ("" if s["complete"] else f" ({len(s['missing'])} runs not finished yet: this summary is partial)"),
              f"- Data: {data.dataset} {where}".rstrip() + "; tested on the test split"
@@ -157,13 +168,17 @@ def markdown(s: dict, study) -> str:
         cells = [f"{_num(by[n]['mean'])} ± {_num(by[n]['std'])} ({by[n]['n']})" if by[n]["n"] else "-"
                  for n in names]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    if others:
-        lines += ["", f"## Paired differences to {ref} (mean [95% t interval] (bootstrap interval), wins/n)", "",
-                  "| metric | " + " | ".join(f"{n} - {ref}" for n in others) + " |", "|---|" + "---|" * len(others)]
+    shown_pairs = pairs(study)
+    if shown_pairs:
+        extra = [f"{b} - {a}" for b, a in shown_pairs[len(others):]]
+        title = f"## Paired differences to {ref}" + (f" and {', '.join(extra)}" if extra else "")
+        lines += ["", title + " (mean [95% t interval] (bootstrap interval), wins/n)", "",
+                  "| metric | " + " | ".join(f"{b} - {a}" for b, a in shown_pairs) + " |",
+                  "|---|" + "---|" * len(shown_pairs)]
         for m, by in s["paired"].items():
             cells = []
-            for n in others:
-                d = by[f"{n}-{ref}"]
+            for b, a in shown_pairs:
+                d = by[f"{b}-{a}"]
                 if not d["n"]:
                     cells.append("-")
                     continue
@@ -172,10 +187,10 @@ def markdown(s: dict, study) -> str:
                              f"({_num(d['boot_lo'], True)}, {_num(d['boot_hi'], True)}), {d['wins']}/{d['n']}{star}")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines += ["", "## In words", ""]
-        for n in others:
+        for b, a in shown_pairs:
             shown, level = [], []
             for m, by in s["paired"].items():
-                d = by[f"{n}-{ref}"]
+                d = by[f"{b}-{a}"]
                 if m == "train_seconds" or not d["n"]:
                     continue
                 if d["excludes_zero"]:
@@ -184,7 +199,7 @@ def markdown(s: dict, study) -> str:
                                  f"{_num(d['hi'], True)}] (wins {d['wins']} of {d['n']})")
                 else:
                     level.append(m)
-            text = f"- **{n}** against {ref}: "
+            text = f"- **{b}** against {a}: "
             text += ("; ".join(shown) + ". " if shown else "no difference excludes zero. ")
             if level:
                 text += "Intervals include zero (no difference shown) for " + ", ".join(level) + "."
