@@ -2,6 +2,7 @@
 init and from an identity-pretrained start (issue 12's "learning from any start").
 
     .venv/bin/python benchmarks/seed_snippet.py [--epochs 12] [--lr 1e-4] [--seeds 0] [--pretrain-epochs 6]
+                                                [--starts random pretrained]
 
 The snippet's calls (``DICEFER(num_classes=7, feature_dim=64, lambda_exp=1.0, lambda_id=1.0, lambda_adv=0.1)``,
 ``model.train(train_loader, val_loader, epochs, learning_rate)``, ``model.evaluate(test_loader)``) on plain
@@ -65,14 +66,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--pretrain-epochs", type=int, default=6, help="0 = random init only")
     p.add_argument("--pretrained", default="", help="an existing identity-pretrained ResNet-18 (.pth) to use")
+    p.add_argument("--starts", nargs="+", choices=("random", "pretrained"), default=["random", "pretrained"],
+                   help="which starts to run (default both; pretrained needs --pretrain-epochs > 0 or --pretrained)")
     args = p.parse_args(argv)
+    if "pretrained" in args.starts and not args.pretrained and args.pretrain_epochs <= 0:
+        p.error("--starts pretrained needs --pretrain-epochs > 0 or --pretrained FILE")
     backbone = args.pretrained or None
-    if backbone is None and args.pretrain_epochs > 0:
+    if backbone is None and args.pretrain_epochs > 0 and "pretrained" in args.starts:
         backbone = str(Path(tempfile.mkdtemp(prefix="ferkit-snippet-")) / "resnet18_synthid.pth")
         subprocess.run([sys.executable, "-m", "ferkit", "pretrain", "resnet18", "--out", backbone, "--synth-seed",
                         "10000", "--synth-identities", "60", "--synth-images", "28", "--size", "48", "--epochs",
                         str(args.pretrain_epochs), "--seed", "0", "--precision", "fp32"], check=True)
-    for start in [None] + ([backbone] if backbone else []):
+    starts = ([None] if "random" in args.starts else []) + ([backbone] if "pretrained" in args.starts else [])
+    for start in starts:
         for seed in args.seeds:
             print(json.dumps(run(seed, args.epochs, args.lr, start)), flush=True)
     return 0
