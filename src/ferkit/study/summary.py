@@ -64,7 +64,7 @@ def pairs(study) -> list[tuple[str, str]]:
     against the first, then the study's extra contrasts (``--contrast B-A``) that are not already there."""
     names = list(study.configs)
     out = [(n, names[0]) for n in names[1:]]
-    out += [c for c in getattr(study, "contrasts", []) if c not in out]
+    out += [c for c in study.contrasts if c not in out]
     return out
 
 
