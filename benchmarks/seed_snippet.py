@@ -2,14 +2,17 @@
 init and from an identity-pretrained start (issue 12's "learning from any start").
 
     .venv/bin/python benchmarks/seed_snippet.py [--epochs 12] [--lr 1e-4] [--seeds 0] [--pretrain-epochs 6]
-                                                [--starts random pretrained]
+                                                [--starts random pretrained] [--out results.jsonl]
 
 The snippet's calls (``DICEFER(num_classes=7, feature_dim=64, lambda_exp=1.0, lambda_id=1.0, lambda_adv=0.1)``,
 ``model.train(train_loader, val_loader, epochs, learning_rate)``, ``model.evaluate(test_loader)``) on plain
 ``(image, label)`` loaders over SynthFER (24 people x 40 images, 48 px: 14 train, 5 validation, 5 unseen test
 people, batch 32), only ``image_size=48`` and ``epochs`` changed. The identity-pretrained start is a ResNet-18
 trained by ``ferkit pretrain resnet18`` on 60 people of another render (seed 10000). Prints one JSON line per
-(start, seed) with the accuracy, the stage-1 MI at its end and how stage 1 stopped.
+(start, seed) with the accuracy, the stage-1 MI at its end and how stage 1 stopped. With ``--out`` the lines are
+appended to that file, (start, seed) pairs already in it are not run again, and the summary over every seed in
+it is printed: each start's mean +- std and the paired difference pretrained - random with its 95% t interval
+(``ferkit.study.stats.paired_difference``, the one ``ferkit compare`` uses).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def run(seed: int, epochs: int, lr: float, backbone: str | None) -> dict:
     accuracy = model.evaluate(test_loader)
     notes = model.method.run_notes()["stage1"]
     last = notes["history"][-1]
-    return {"start": "identity-pretrained" if backbone else "random init", "seed": seed, "epochs": epochs, "lr": lr,
+    return {"start": _start_name(backbone), "seed": seed, "epochs": epochs, "lr": lr,
             "accuracy": round(accuracy, 4), "chance": round(1 / 7, 4), "stage1_mi_last_epoch": round(last["mi"], 3),
             "stage1_e_var_last_epoch": round(last["e_var"], 4), "stage1_epochs_run": len(notes["history"]),
             "stage1_stopped": notes.get("stopped"), "seconds": round(time.time() - t0, 1)}
@@ -68,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrained", default="", help="an existing identity-pretrained ResNet-18 (.pth) to use")
     p.add_argument("--starts", nargs="+", choices=("random", "pretrained"), default=["random", "pretrained"],
                    help="which starts to run (default both; pretrained needs --pretrain-epochs > 0 or --pretrained)")
+    p.add_argument("--out", default="", help="JSON-lines file to append to and resume from; prints the paired summary")
     args = p.parse_args(argv)
+    done = _read(Path(args.out)) if args.out else []
     if "pretrained" in args.starts and not args.pretrained and args.pretrain_epochs <= 0:
         p.error("--starts pretrained needs --pretrain-epochs > 0 or --pretrained FILE")
     backbone = args.pretrained or None
@@ -78,10 +83,55 @@ def main(argv: list[str] | None = None) -> int:
                         "10000", "--synth-identities", "60", "--synth-images", "28", "--size", "48", "--epochs",
                         str(args.pretrain_epochs), "--seed", "0", "--precision", "fp32"], check=True)
     starts = ([None] if "random" in args.starts else []) + ([backbone] if "pretrained" in args.starts else [])
+    have = {(r["start"], r["seed"], r["epochs"], r["lr"]) for r in done}
     for start in starts:
         for seed in args.seeds:
-            print(json.dumps(run(seed, args.epochs, args.lr, start)), flush=True)
+            if (_start_name(start), seed, args.epochs, args.lr) in have:
+                continue
+            row = run(seed, args.epochs, args.lr, start)
+            print(json.dumps(row), flush=True)
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                done.append(row)
+    if args.out:
+        print(summary([r for r in done if r["epochs"] == args.epochs and r["lr"] == args.lr]))
     return 0
+
+
+def _start_name(backbone: str | None) -> str:
+    return "identity-pretrained" if backbone else "random init"
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise SystemExit(f"{path} line {i} is not JSON; fix or remove that line and run again.") from None
+    return rows
+
+
+def summary(rows: list[dict]) -> str:
+    """Each start's accuracy over its seeds, and pretrained - random paired over the seeds both have."""
+    from ferkit.study.stats import describe, paired_difference
+
+    by = {s: {r["seed"]: r["accuracy"] for r in rows if r["start"] == s} for s in ("random init", "identity-pretrained")}
+    lines = []
+    for s, acc in by.items():
+        d = describe(acc.values())
+        if d["n"]:
+            lines.append(f"{s}: accuracy {d['mean']:.3f} +- {d['std']:.3f} over {d['n']} seeds "
+                         f"({', '.join(f'{acc[k]:.3f}' for k in sorted(acc))})")
+    diff = paired_difference(by["random init"], by["identity-pretrained"], "accuracy")
+    if diff["n"] >= 2:
+        lines.append(f"identity-pretrained - random init: {diff['mean']:+.3f} [{diff['lo']:+.3f}, {diff['hi']:+.3f}] "
+                     f"(95% t, {diff['n']} paired seeds, pretrained ahead in {diff['wins']})")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,20 @@ def test_every_row_names_a_known_preparer():
     assert [e.method for e in entries] == ["baseline", "dicefer", "uafer"]
     assert all(e.prepare in PREPARERS for e in entries)
     assert entries[2].train["epochs"] == 10                        # UA-FER: the learning test's fine-tuning
+    dice = entries[1].model
+    assert dice["stage1_epochs"] == 8 and dice["delta_warmup_steps"] == 100    # stage 1 defaults to --epochs
+    assert demo_entries(size=64, epochs=8, stage1_epochs=40)[1].model["stage1_epochs"] == 40
+
+
+def test_nonsensical_demo_budgets_are_refused_in_one_sentence(tmp_path, capsys):
+    from ferkit.cli import main
+
+    for flags, name in ((["--stage1-epochs", "0"], "--stage1-epochs"), (["--epochs", "0"], "--epochs"),
+                        (["--confounding", "1.5"], "--confounding"), (["--identities", "2"], "--identities")):
+        assert main(["demo", "--out", str(tmp_path / "d"), *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"ferkit demo: {name} must") and err.count("\n") == 0, err
+    assert not (tmp_path / "d").exists()                           # refused before anything is written
 
 
 def test_quick_demo_runs_every_step_through_the_cli(tmp_path, capsys, one_thread):
