@@ -33,7 +33,7 @@ def test_nonsensical_demo_budgets_are_refused_in_one_sentence(tmp_path, capsys):
                         (["--confounding", "1.5"], "--confounding"), (["--identities", "2"], "--identities")):
         assert main(["demo", "--out", str(tmp_path / "d"), *flags]) == 2
         err = capsys.readouterr().err.strip()
-        assert err.startswith(f"ferkit demo: {name} must") and err.count("\n") == 0, err
+        assert err.startswith(f"ferkit: error: demo: {name} must") and err.count("\n") == 0, err
     assert not (tmp_path / "d").exists()                           # refused before anything is written
 
 

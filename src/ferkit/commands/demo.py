@@ -120,12 +120,12 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=8, help="epochs per method")
     p.add_argument("--stage1-epochs", type=int, default=None,
                    help="DICE-FER's stage-1 budget in epochs (default --epochs; it stops sooner when its MI "
-                        "plateaus). 40 lets it converge, at about 6 more minutes on 2 cores")
+                        "plateaus; --quick sets 1). 40 lets it converge, at about 5 more minutes on 2 cores")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--quick", action="store_true",
                    help="the same steps on a tiny budget (8 identities x 14 images, 32 px, 1 epoch each, small "
-                        "pretraining): checks that everything runs in a minute or two; replaces the four budget flags")
+                        "pretraining): checks that everything runs in a minute or two; replaces the budget flags, --stage1-epochs included")
     return p
 
 
@@ -230,7 +230,8 @@ def format_table(rows: list[dict], chance: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import sys
+
+    from ferkit.errors import ConfigError
 
     if args.quick:
         budget = (QUICK["identities"], QUICK["images_per_identity"], QUICK["size"], QUICK["epochs"])
@@ -238,16 +239,12 @@ def run(args: argparse.Namespace) -> int:
         budget = (args.identities, args.images_per_identity, args.size, args.epochs)
     identities, images, size, epochs = budget
     for name, value, low in (("--epochs", args.epochs, 1), ("--identities", args.identities, 3),
-                             ("--images-per-identity", args.images_per_identity, 1), ("--size", args.size, 16)):
-        if value < low:
-            print(f"ferkit demo: {name} must be at least {low}, not {value}.", file=sys.stderr)
-            return 2
+                             ("--images-per-identity", args.images_per_identity, 1), ("--size", args.size, 16),
+                             ("--stage1-epochs", args.stage1_epochs, 1)):
+        if value is not None and value < low:
+            raise ConfigError(f"demo: {name} must be at least {low}, not {value}.")
     if not 0.0 <= args.confounding <= 1.0:
-        print(f"ferkit demo: --confounding must lie in [0, 1], not {args.confounding}.", file=sys.stderr)
-        return 2
-    if args.stage1_epochs is not None and args.stage1_epochs < 1:
-        print(f"ferkit demo: --stage1-epochs must be at least 1, not {args.stage1_epochs}.", file=sys.stderr)
-        return 2
+        raise ConfigError(f"demo: --confounding must lie in [0, 1], not {args.confounding}.")
     stage1 = None if args.quick else args.stage1_epochs
     rows = run_demo(args.out, identities, images, size, args.confounding, epochs, args.seed, args.device,
                     quick=args.quick, stage1_epochs=stage1)
