@@ -1,6 +1,6 @@
 """`ferkit demo`'s table and rows (the full demo trains for minutes: `make demo`)."""
 
-from ferkit.commands.demo import PREPARERS, demo_entries, format_table
+from ferkit.commands.demo import PREPARERS, STAGE1_EPOCHS, demo_entries, format_table
 
 
 def test_table_columns_line_up_whatever_the_method_names():
@@ -22,15 +22,20 @@ def test_every_row_names_a_known_preparer():
     assert all(e.prepare in PREPARERS for e in entries)
     assert entries[2].train["epochs"] == 10                        # UA-FER: the learning test's fine-tuning
     dice = entries[1].model
-    assert dice["stage1_epochs"] == 8 and dice["delta_warmup_steps"] == 100    # stage 1 defaults to --epochs
-    assert demo_entries(size=64, epochs=8, stage1_epochs=40)[1].model["stage1_epochs"] == 40
+    assert dice["stage1_epochs"] == STAGE1_EPOCHS and dice["delta_warmup_steps"] == 100   # run to its plateau
+    assert dice["stage3_epochs"] == 4 and entries[0].train["epochs"] == 8
+    assert demo_entries(size=64, epochs=8, stage1_epochs=12)[1].model["stage1_epochs"] == 12
+    assert [e.model.get("image_size") for e in entries] == [64, 64, None]   # UA-FER's side is its CLIP's
+    small = demo_entries(size=64, epochs=8, resnet_size=48)
+    assert [e.model.get("image_size") for e in small] == [48, 48, None]
 
 
 def test_nonsensical_demo_budgets_are_refused_in_one_sentence(tmp_path, capsys):
     from ferkit.cli import main
 
     for flags, name in ((["--stage1-epochs", "0"], "--stage1-epochs"), (["--epochs", "0"], "--epochs"),
-                        (["--confounding", "1.5"], "--confounding"), (["--identities", "2"], "--identities")):
+                        (["--confounding", "1.5"], "--confounding"), (["--identities", "2"], "--identities"),
+                        (["--resnet-size", "8"], "--resnet-size"), (["--resnet-size", "96"], "--resnet-size")):
         assert main(["demo", "--out", str(tmp_path / "d"), *flags]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"ferkit: error: demo: {name} must") and err.count("\n") == 0, err

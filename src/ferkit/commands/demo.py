@@ -3,7 +3,9 @@
 The baseline and DICE-FER start from a ResNet-18 pretrained here on identity classification of other SynthFER
 people (``ferkit pretrain resnet18``), the stand-in for the face-recognition weights the paper starts from. UA-FER starts
 from the tiny CLIP pretrained here contrastively on captioned faces of other SynthFER people (``ferkit pretrain
-clip``), the stand-in for OpenAI's CLIP. Every run keeps its folder
+clip``), the stand-in for OpenAI's CLIP. Faces are rendered at ``--size`` (64); the ResNet-18 methods and their
+identity pretraining train at ``--resnet-size`` (48, resized), UA-FER's tiny CLIP at its own 64; DICE-FER's stage 1
+gets ``--stage1-epochs`` (40), enough for its MI to level off. Every run keeps its folder
 (config, logs, checkpoints) under ``--out``; the table is also written to ``OUT/demo.json`` and ``OUT/demo.md``.
 
 ``--quick`` runs the same steps on a tiny budget (8 identities x 14 images at 32 px, one epoch per method and
@@ -35,10 +37,11 @@ QUICK = {"identities": 8, "images_per_identity": 14, "size": 32, "epochs": 1,
          "pretrain_synth": {"identities": 8, "images_per_identity": 7}, "pretrain_epochs": 1}
 
 
-def _prepare_resnet18_identity(out: Path, size: int, seed: int, device: str,
-                               quick: bool = False) -> tuple[dict, str]:
+def _prepare_resnet18_identity(out: Path, size: int, seed: int, device: str, quick: bool = False,
+                               train_size: int | None = None) -> tuple[dict, str]:
     """The stand-in for a face-recognition ResNet-18 (CASIA-WebFace / MS-Celeb): identity classification
-    on a SynthFER render of other people (seed 10_000 + seed), written where --backbone-weights reads it."""
+    on a SynthFER render of other people (seed 10_000 + seed) at the demo's ``size``, trained at the side its
+    methods run at (``train_size``, resized as they resize), written where --backbone-weights reads it."""
     from ferkit.pretrain.resnet import (
         IdentityPretrainConfig,
         identity_split,
@@ -49,8 +52,8 @@ def _prepare_resnet18_identity(out: Path, size: int, seed: int, device: str,
     synth = {"identities": 60, "images_per_identity": 28, "size": size, "seed": 10_000 + seed,
              **(QUICK["pretrain_synth"] if quick else {})}
     split = identity_split("synthetic", None, synth=synth)
-    cfg = IdentityPretrainConfig(image_size=size, epochs=QUICK["pretrain_epochs"] if quick else 6, seed=seed,
-                                 device=device)
+    cfg = IdentityPretrainConfig(image_size=train_size or size, epochs=QUICK["pretrain_epochs"] if quick else 6,
+                                 seed=seed, device=device)
     trunk, hist = pretrain_identity_resnet(split, cfg)
     path = save_resnet_weights(trunk, out / "pretrained" / "resnet18_synthid.pth",
                                {"task": "identity classification", "synth": synth, "final": hist[-1]})
@@ -59,8 +62,9 @@ def _prepare_resnet18_identity(out: Path, size: int, seed: int, device: str,
             f"train accuracy {hist[-1]['accuracy']:.2f}) -> {path}")
 
 
-def _prepare_clip_captions(out: Path, size: int, seed: int, device: str, quick: bool = False) -> tuple[dict, str]:
-    """The stand-in for OpenAI's CLIP: the tiny CLIP (64 px, whatever the demo's size) trained contrastively
+def _prepare_clip_captions(out: Path, size: int, seed: int, device: str, quick: bool = False,
+                           train_size: int | None = None) -> tuple[dict, str]:
+    """The stand-in for OpenAI's CLIP: the tiny CLIP (64 px, whatever the demo's sizes) trained contrastively
     on captioned faces of other SynthFER people (seed 20_000 + seed), written where --clip-path reads it."""
     from ferkit.pretrain.clip import CLIP_DEMO, pretrain_clip, pretraining_splits, save_clip_checkpoint
 
@@ -77,32 +81,40 @@ def _prepare_clip_captions(out: Path, size: int, seed: int, device: str, quick: 
             f"zero-shot on held-out people {hist[-1]['zero_shot_name']:.2f}, chance 0.14) -> {path}")
 
 
-#: named preparations of starting weights: (out, size, seed, device, quick) -> ({"train"/"model": overrides}, text)
+#: named preparations of starting weights: (out, size, seed, device, quick, train_size) -> ({"train"/"model":
+#: overrides}, text); ``train_size`` is the image side of the first entry that asks for them
 PREPARERS = {"resnet18-identity": _prepare_resnet18_identity, "clip-captions": _prepare_clip_captions}
 
 
-def demo_entries(size: int, epochs: int, stage1_epochs: int | None = None) -> list[DemoEntry]:
+#: DICE-FER's stage-1 budget in the demo: long enough for its MI to plateau (the plateau stop ends it sooner)
+STAGE1_EPOCHS = 40
+#: the side the ResNet-18 methods (and their identity pretraining) train at, resized from the rendered faces:
+#: 48 px costs ~0.6x of 64 px per step, which pays for a stage 1 run to its plateau within make demo's 10 minutes
+RESNET_SIZE = 48
+
+
+def demo_entries(size: int, epochs: int, stage1_epochs: int | None = None,
+                 resnet_size: int | None = None) -> list[DemoEntry]:
     """The methods the demo trains, in table order; ``stage1_epochs`` is DICE-FER's stage-1 budget (None:
-    ``epochs``; the plateau stop may end it sooner)."""
+    ``STAGE1_EPOCHS``; the plateau stop may end it sooner); ``resnet_size`` the side the ResNet-18 methods
+    train at (None: ``size``)."""
+    rs = size if resnet_size is None else resnet_size
     return [
         DemoEntry("baseline (ResNet-18, CE)", "baseline",
-                  model={"image_size": size, "augment": "flip", "whitening": "per_image"},
+                  model={"image_size": rs, "augment": "flip", "whitening": "per_image"},
                   train={"epochs": epochs, "lr": 1e-3, "batch_size": 32}, prepare="resnet18-identity"),
         # DICE-FER at its paper settings except sizes: the three stages, SER pairs from different identities.
         # lr 3e-4 and batch 64: at lr 1e-3 the stage-1 MI game collapsed to 0 nats in 2 of 3 measured runs
         # (and, with the current defaults, sat at ~0 nats for epochs 3-8 of a 20-epoch stage 1 before rising).
         # delta ramps over 100 steps (~8 epochs of 784 images at batch 64), not the default 500, so that the
         # paper's delta is in force for most of stage 1 ([INFERRED] ramp; recorded in the run's config).
-        # Stage 1 is the budget that decides this row: 8 epochs (the default) end with the MI still rising;
-        # `--stage1-epochs 40` reaches its near-plateau (README, "Measured on this machine").
+        # Stage 1 is the budget that decides this row: 8 epochs end with the MI still rising; 40 (the plateau
+        # stop may end it sooner) reach its near-plateau (README, "Measured on this machine").
         DemoEntry("DICE-FER (4x ResNet-18, DV MI)", "dicefer",
-                  model={"image_size": size, "augment": "flip", "delta_warmup_steps": 100,
-                         "stage1_epochs": epochs if stage1_epochs is None else stage1_epochs,
+                  model={"image_size": rs, "augment": "flip", "delta_warmup_steps": 100,
+                         "stage1_epochs": STAGE1_EPOCHS if stage1_epochs is None else stage1_epochs,
                          "stage2_epochs": 1, "stage3_epochs": max(1, epochs // 2)},
                   train={"lr": 3e-4, "batch_size": 64}, prepare="resnet18-identity"),
-        # UA-FER, released variant, fine-tuning the tiny CLIP pretrained contrastively on faces of other people
-        # captioned with their expression (the stand-in for OpenAI's CLIP, which cannot be had here); its size
-        # comes from the file. 10 epochs at the default 8: the learning test's fine-tuning.
         DemoEntry("UA-FER (tiny CLIP, caption-pretrained)", "uafer",
                   model={"alpha": 0.5, "fix_layer": 0, "warmup_epochs": 1, "augment": "flip"},
                   train={"epochs": max(1, (5 * epochs) // 4), "lr": 1e-3, "batch_size": 32}, prepare="clip-captions"),
@@ -118,21 +130,25 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=64, help="image side in pixels (rendered and trained)")
     p.add_argument("--confounding", type=float, default=0.0, help="identity-expression confounding in [0, 1]")
     p.add_argument("--epochs", type=int, default=8, help="epochs per method")
-    p.add_argument("--stage1-epochs", type=int, default=None,
-                   help="DICE-FER's stage-1 budget in epochs (default --epochs; it stops sooner when its MI "
-                        "plateaus; --quick sets 1). 40 lets it converge, at about 5 more minutes on 2 cores")
+    p.add_argument("--stage1-epochs", type=int, default=STAGE1_EPOCHS,
+                   help=f"DICE-FER's stage-1 budget in epochs (default {STAGE1_EPOCHS}; it stops sooner when its MI "
+                        "plateaus; --quick sets 1)")
+    p.add_argument("--resnet-size", type=int, default=RESNET_SIZE,
+                   help=f"image side the ResNet-18 methods (baseline, DICE-FER) and their identity pretraining "
+                        f"train at, resized from --size (default {RESNET_SIZE}; at most --size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--quick", action="store_true",
                    help="the same steps on a tiny budget (8 identities x 14 images, 32 px, 1 epoch each, small "
-                        "pretraining): checks that everything runs in a minute or two; replaces the budget flags, --stage1-epochs included")
+                        "pretraining): checks that everything runs in a minute or two; replaces the budget flags, "
+                        "--stage1-epochs and --resnet-size included")
     return p
 
 
 def run_demo(out: str | Path, identities: int = 24, images_per_identity: int = 56, size: int = 64,
              confounding: float = 0.0, epochs: int = 8, seed: int = 0, device: str = "auto",
              entries: list[DemoEntry] | None = None, progress: bool = True, quick: bool = False,
-             stage1_epochs: int | None = None) -> list[dict]:
+             stage1_epochs: int | None = None, resnet_size: int | None = None) -> list[dict]:
     """Render SynthFER once, train every entry on it, and return one result row per entry.
 
     ``quick`` shrinks the pretraining of the starting weights to the ``QUICK`` budget (the caller passes the
@@ -155,13 +171,14 @@ def run_demo(out: str | Path, identities: int = 24, images_per_identity: int = 5
             "synth_confounding": confounding, "synth_seed": seed, "synth_size": size}
     rows = []
     prepared: dict[str, tuple[dict, str]] = {}
-    for entry in entries if entries is not None else demo_entries(size, epochs, stage1_epochs):
+    for entry in entries if entries is not None else demo_entries(size, epochs, stage1_epochs, resnet_size):
         tr = {"seed": seed, "device": device, "out": str(out / entry.method), **entry.train}
         model = dict(entry.model)
         if entry.prepare:
             if entry.prepare not in prepared:
                 print(f"\n== starting weights: {entry.prepare} ==")
-                prepared[entry.prepare] = PREPARERS[entry.prepare](out, size, seed, device, quick)
+                prepared[entry.prepare] = PREPARERS[entry.prepare](out, size, seed, device, quick,
+                                                                   model.get("image_size"))
                 print(prepared[entry.prepare][1])
             over = prepared[entry.prepare][0]
             tr.update(over.get("train", {}))
@@ -240,14 +257,17 @@ def run(args: argparse.Namespace) -> int:
     identities, images, size, epochs = budget
     for name, value, low in (("--epochs", args.epochs, 1), ("--identities", args.identities, 3),
                              ("--images-per-identity", args.images_per_identity, 1), ("--size", args.size, 16),
-                             ("--stage1-epochs", args.stage1_epochs, 1)):
+                             ("--stage1-epochs", args.stage1_epochs, 1), ("--resnet-size", args.resnet_size, 16)):
         if value is not None and value < low:
             raise ConfigError(f"demo: {name} must be at least {low}, not {value}.")
     if not 0.0 <= args.confounding <= 1.0:
         raise ConfigError(f"demo: --confounding must lie in [0, 1], not {args.confounding}.")
-    stage1 = None if args.quick else args.stage1_epochs
+    if args.resnet_size > args.size and not args.quick:
+        raise ConfigError(f"demo: --resnet-size must be at most --size ({args.size}), not {args.resnet_size}: "
+                          "the faces are rendered at --size and only resized down.")
+    stage1, resnet_size = (epochs, size) if args.quick else (args.stage1_epochs, args.resnet_size)
     rows = run_demo(args.out, identities, images, size, args.confounding, epochs, args.seed, args.device,
-                    quick=args.quick, stage1_epochs=stage1)
+                    quick=args.quick, stage1_epochs=stage1, resnet_size=resnet_size)
     table = format_table(rows, chance=1 / 7)
     print("\n" + table)
     out = Path(args.out)
