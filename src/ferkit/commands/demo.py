@@ -115,6 +115,9 @@ def demo_entries(size: int, epochs: int, stage1_epochs: int | None = None,
                          "stage1_epochs": STAGE1_EPOCHS if stage1_epochs is None else stage1_epochs,
                          "stage2_epochs": 1, "stage3_epochs": max(1, epochs // 2)},
                   train={"lr": 3e-4, "batch_size": 64}, prepare="resnet18-identity"),
+        # UA-FER, released variant, fine-tuning the tiny CLIP pretrained contrastively on faces of other people
+        # captioned with their expression (the stand-in for OpenAI's CLIP, which cannot be had here); its size
+        # comes from the file, whatever --resnet-size. 10 epochs at the default 8: the learning test's fine-tuning.
         DemoEntry("UA-FER (tiny CLIP, caption-pretrained)", "uafer",
                   model={"alpha": 0.5, "fix_layer": 0, "warmup_epochs": 1, "augment": "flip"},
                   train={"epochs": max(1, (5 * epochs) // 4), "lr": 1e-3, "batch_size": 32}, prepare="clip-captions"),
