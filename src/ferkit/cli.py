@@ -18,10 +18,31 @@ COMMANDS = ("synth", "datasets", "align", "pretrain", "train", "evaluate", "comp
             "serve", "demo", "import", "models", "doctor")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-line texts as argparse does; keeps texts that hold line breaks (module docstrings used as
+    descriptions, the examples epilog) as they are written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip("\n"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def examples_epilog(examples: tuple[tuple[str, str], ...]) -> str:
+    """The ``examples:`` block at the end of a subcommand's help: a comment line, then the command."""
+    lines = ["examples:"]
+    for what, command in examples:
+        lines += [f"  # {what}", f"  {command}"]
+    return "\n".join(lines) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ferkit",
         description="Facial expression recognition: DICE-FER, UA-FER and a baseline; audits; inference.",
+        epilog="Run `ferkit COMMAND --help` for a command's options and examples. "
+               "Start with `ferkit predict photo.jpg --annotate out/` (the built-in real model).",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -35,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         p = mod.register(sub)
+        p.formatter_class = HelpFormatter
+        p.epilog = examples_epilog(mod.EXAMPLES)
         p.set_defaults(_run=mod.run)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser

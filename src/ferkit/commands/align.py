@@ -13,6 +13,15 @@ import argparse
 import sys
 
 
+
+#: shown at the end of `ferkit align --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('detect, align to 112 px and write faces.csv',
+     'ferkit align photos/ --out aligned/'),
+    ('grey 48 px crops of every face, as FER2013 models expect',
+     'ferkit align photos/ --out aligned48/ --size 48 --gray --all-faces'),
+)
+
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("align", help="detect faces and write aligned crops (MTCNN + 5-point similarity)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -18,8 +18,19 @@ import argparse
 from pathlib import Path
 
 
+
+#: shown at the end of `ferkit compare --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('is B better than A? 8 paired seeds, differences with intervals',
+     'ferkit compare A=a.yaml B=b.yaml --seeds 8 --out runs/study'),
+    ('an ablation against its full method, beside the reference',
+     'ferkit compare base=base.yaml full=full.yaml noswap=noswap.yaml --seeds 5 --out runs/abl --contrast noswap-full'),
+    ('rewrite the summary from the runs finished so far',
+     'ferkit compare A=a.yaml B=b.yaml --seeds 8 --out runs/study --summary-only'),
+)
+
 def register(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("compare", help="paired-seed study of configurations: differences with 95% intervals",
+    p = sub.add_parser("compare", help="paired-seed study of configurations: differences with 95%% intervals",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("configs", nargs="+", metavar="NAME=CONFIG.yaml",
                    help="a name (its runs' folder) and a `ferkit train --config` file; the first is the reference")

@@ -12,6 +12,15 @@ from __future__ import annotations
 import argparse
 
 
+
+#: shown at the end of `ferkit crossdata --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('train-on-A / test-on-B accuracy matrix',
+     'ferkit crossdata runs/raf runs/affectnet --datasets rafdb:/data/RAF-DB/basic affectnet:/data/AffectNet'),
+    ('on the validation splits, written to a folder',
+     'ferkit crossdata runs/raf runs/affectnet --datasets rafdb:/data/RAF-DB/basic affectnet:/data/AffectNet --split val --out runs/cross'),
+)
+
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("crossdata", help="train-on-A / test-on-B accuracy matrix (CSV + heat map)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -11,6 +11,17 @@ import argparse
 import json
 
 
+
+#: shown at the end of `ferkit datasets --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('every supported dataset and its classes',
+     'ferkit datasets'),
+    ('the layout RAF-DB is read in',
+     'ferkit datasets rafdb'),
+    ('summarise a folder: images per split and class, subjects, folds',
+     'ferkit datasets synthetic --data-path data/synth'),
+)
+
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list supported datasets, show a layout, or summarise a dataset folder",
                        description=__doc__.splitlines()[0])

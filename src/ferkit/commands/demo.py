@@ -37,6 +37,15 @@ QUICK = {"identities": 8, "images_per_identity": 14, "size": 32, "epochs": 1,
          "pretrain_synth": {"identities": 8, "images_per_identity": 7}, "pretrain_epochs": 1}
 
 
+
+#: shown at the end of `ferkit demo --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('what `make demo` runs',
+     'ferkit demo --out runs/demo'),
+    ('the same steps on a tiny budget, to check they run (about a minute)',
+     'ferkit demo --quick --out runs/demo-quick'),
+)
+
 def _prepare_resnet18_identity(out: Path, size: int, seed: int, device: str, quick: bool = False,
                                train_size: int | None = None) -> tuple[dict, str]:
     """The stand-in for a face-recognition ResNet-18 (CASIA-WebFace / MS-Celeb): identity classification

@@ -10,6 +10,15 @@ from __future__ import annotations
 import argparse
 
 
+
+#: shown at the end of `ferkit doctor --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('check dependencies and the MTCNN weights; exit 1 with the fix',
+     'ferkit doctor'),
+    ('after installing face detection without its stale pins',
+     'pip install --no-deps facenet-pytorch && ferkit doctor'),
+)
+
 def register(sub) -> argparse.ArgumentParser:
     return sub.add_parser("doctor", help="check the installed dependencies and the face detector",
                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -16,6 +16,17 @@ from __future__ import annotations
 import argparse
 
 
+
+#: shown at the end of `ferkit evaluate --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('metrics, plots, predictions.csv and report.html on the test split',
+     'ferkit evaluate runs/base --out runs/base/eval'),
+    ('the built-in model on a dataset in its shipped layout',
+     'ferkit evaluate fer-minixception --dataset rafdb --data-path /data/RAF-DB/basic'),
+    ("CLIP zero-shot, UA-FER's prompts",
+     'ferkit evaluate --method uafer --zero-shot --clip-path ViT-B-16.pt --dataset rafdb --data-path /data/RAF-DB/basic'),
+)
+
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint: metrics, predictions, plots, HTML report",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -12,6 +12,15 @@ from __future__ import annotations
 import argparse
 
 
+
+#: shown at the end of `ferkit export --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('ONNX with probabilities and metadata, parity-checked with onnxruntime',
+     'ferkit export runs/base --out model.onnx'),
+    ('the same, opset 17, skipping the onnxruntime check',
+     'ferkit export runs/base --out model17.onnx --opset 17 --no-check'),
+)
+
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (probabilities, uncertainty, metadata)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

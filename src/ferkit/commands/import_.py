@@ -14,6 +14,15 @@ from __future__ import annotations
 import argparse
 
 
+
+#: shown at the end of `ferkit import --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('an ONNX classifier and its spec as a ferkit checkpoint',
+     'ferkit import enet_b2_7.onnx --spec emotiefflib_enet_b2_7 --out enet.safetensors'),
+    ('then use it like any checkpoint',
+     'ferkit predict enet.safetensors photo.jpg'),
+)
+
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="turn an external model (ONNX, ResNet state dict) + spec into a checkpoint",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -10,6 +10,15 @@ from __future__ import annotations
 import argparse
 
 
+
+#: shown at the end of `ferkit models --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('the built-in models and the shipped specs',
+     'ferkit models'),
+    ('run the default built-in model by name',
+     'ferkit predict fer-minixception photo.jpg'),
+)
+
 def register(sub) -> argparse.ArgumentParser:
     return sub.add_parser("models", help="list built-in models and shipped model specs",
                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

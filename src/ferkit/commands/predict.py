@@ -26,6 +26,17 @@ import argparse
 import sys
 
 
+
+#: shown at the end of `ferkit predict --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('the built-in real model on a photo, annotated PNG in out/',
+     'ferkit predict photo.jpg --annotate out/'),
+    ('a trained checkpoint on photos and a video, one CSV row per face',
+     'ferkit predict runs/base photos/ clip.mp4 --out rows.csv --every 5'),
+    ('crops already aligned: no face detection',
+     'ferkit predict runs/base aligned/ --aligned --out rows.json'),
+)
+
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict expressions in photos, folders and videos",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -12,6 +12,15 @@ _HELP = {"resnet18": "ResNet-18 on face identity classification (DICE-FER's CASI
                  "open_clip checkpoint for --clip-path"}
 
 
+
+#: shown at the end of `ferkit pretrain --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ("an identity ResNet-18 for DICE-FER's --backbone-weights",
+     'ferkit pretrain resnet18 --out resnet18_faceid.pth'),
+    ("a tiny CLIP for UA-FER's --clip-path, trained on expression captions",
+     'ferkit pretrain clip --out clip_tiny_faces.pt --captions expression'),
+)
+
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "pretrain", help="pretrain the networks DICE-FER / UA-FER start from, on data disjoint from your test set",

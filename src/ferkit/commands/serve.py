@@ -15,6 +15,15 @@ import contextlib
 import sys
 
 
+
+#: shown at the end of `ferkit serve --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('the web page and JSON API with the built-in model',
+     'ferkit serve'),
+    ('a trained checkpoint on all interfaces',
+     'ferkit serve runs/base --host 0.0.0.0 --port 8000'),
+)
+
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve a trained model over HTTP (web page + JSON API)",
                        description=__doc__.split("\n\n")[0].replace("`", ""),

@@ -5,6 +5,15 @@ from __future__ import annotations
 import argparse
 
 
+
+#: shown at the end of `ferkit synth --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('render 40 people x 56 images, identity predicting expression in training',
+     'ferkit synth --out data/synth --identities 40 --images-per-identity 56 --confounding 0.8'),
+    ('a labelled grid of identities x the 7 expressions, nothing else',
+     'ferkit synth --contact-sheet synthfer.png --identities 8'),
+)
+
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "synth", help="render the SynthFER synthetic dataset (known identity and expression factors)",

@@ -40,6 +40,19 @@ FLAG_TO_KEY: dict[str, tuple[str, type, str]] = {
 }
 
 
+
+#: shown at the end of `ferkit train --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ('the baseline on SynthFER, 8 epochs',
+     'ferkit train --method baseline --dataset synthetic --data-path data/synth --epochs 8 --out runs/base'),
+    ('DICE-FER on CK+, 10 subject-independent folds, from a face-recognition ResNet-18',
+     'ferkit train --method dicefer --dataset ckplus --data-path /data/CK+ --folds all --backbone-weights resnet18_msceleb.pth'),
+    ("UA-FER on RAF-DB from OpenAI's CLIP ViT-B/16",
+     'ferkit train --method uafer --dataset rafdb --data-path /data/RAF-DB/basic --clip-path ViT-B-16.pt'),
+    ('continue a stopped run from its last checkpoint',
+     'ferkit train --resume runs/base'),
+)
+
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a method (baseline, dicefer, uafer) on a dataset",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
