@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-
 #: shown at the end of `ferkit align --help` (and in the CLI reference); tests/test_help.py parses each
 EXAMPLES = (
     ('detect, align to 112 px and write faces.csv',

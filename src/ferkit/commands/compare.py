@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-
 #: shown at the end of `ferkit compare --help` (and in the CLI reference); tests/test_help.py parses each
 EXAMPLES = (
     ('is B better than A? 8 paired seeds, differences with intervals',

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 
-
-
 #: shown at the end of `ferkit crossdata --help` (and in the CLI reference); tests/test_help.py parses each
 EXAMPLES = (
     ('train-on-A / test-on-B accuracy matrix',

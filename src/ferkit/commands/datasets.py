@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 
-
-
 #: shown at the end of `ferkit datasets --help` (and in the CLI reference); tests/test_help.py parses each
 EXAMPLES = (
     ('every supported dataset and its classes',

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-
-
 #: shown at the end of `ferkit doctor --help` (and in the CLI reference); tests/test_help.py parses each
 EXAMPLES = (
     ('check dependencies and the MTCNN weights; exit 1 with the fix',

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 
-
-
 #: shown at the end of `ferkit evaluate --help` (and in the CLI reference); tests/test_help.py parses each
 EXAMPLES = (
     ('metrics, plots, predictions.csv and report.html on the test split',

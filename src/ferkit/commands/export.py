@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 
-
-
 #: shown at the end of `ferkit export --help` (and in the CLI reference); tests/test_help.py parses each
 EXAMPLES = (
     ('ONNX with probabilities and metadata, parity-checked with onnxruntime',

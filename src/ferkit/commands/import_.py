@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 
-
-
 #: shown at the end of `ferkit import --help` (and in the CLI reference); tests/test_help.py parses each
 EXAMPLES = (
     ('an ONNX classifier and its spec as a ferkit checkpoint',

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-
-
 #: shown at the end of `ferkit models --help` (and in the CLI reference); tests/test_help.py parses each
 EXAMPLES = (
     ('the built-in models and the shipped specs',

@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-
 #: shown at the end of `ferkit predict --help` (and in the CLI reference); tests/test_help.py parses each
 EXAMPLES = (
     ('the built-in real model on a photo, annotated PNG in out/',

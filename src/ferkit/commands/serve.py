@@ -14,8 +14,6 @@ import argparse
 import contextlib
 import sys
 
-
-
 #: shown at the end of `ferkit serve --help` (and in the CLI reference); tests/test_help.py parses each
 EXAMPLES = (
     ('the web page and JSON API with the built-in model',

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-
-
 #: shown at the end of `ferkit synth --help` (and in the CLI reference); tests/test_help.py parses each
 EXAMPLES = (
     ('render 40 people x 56 images, identity predicting expression in training',
