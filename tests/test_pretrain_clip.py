@@ -14,7 +14,7 @@ from ferkit.cli import main
 from ferkit.errors import CheckpointError
 from ferkit.models.clip import build_clip, infer_clip_size, load_clip, tokenize
 from ferkit.pretrain.captions import CAPTION_STYLES, caption_for
-from ferkit.pretrain.clip import encode_image, encode_text
+from ferkit.pretrain.clip_towers import encode_image, encode_text
 
 #: one torch thread (conftest.one_thread): two OpenMP threads on a shared 2-core CPU spin on these small steps
 pytestmark = pytest.mark.usefixtures("one_thread")

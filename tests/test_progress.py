@@ -11,7 +11,7 @@ import io
 import pytest
 
 from ferkit.cli import main
-from ferkit.engine.logging import LineProgress, progress_bar
+from ferkit.progress import LineProgress, progress_bar
 
 
 class Terminal(io.StringIO):

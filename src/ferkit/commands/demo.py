@@ -118,7 +118,7 @@ def demo_entries(size: int, epochs: int, stage1_epochs: int | None = None,
         # delta ramps over 100 steps (~8 epochs of 784 images at batch 64), not the default 500, so that the
         # paper's delta is in force for most of stage 1 ([INFERRED] ramp; recorded in the run's config).
         # Stage 1 is the budget that decides this row: 8 epochs end with the MI still rising; 40 (the plateau
-        # stop may end it sooner) reach its near-plateau (README, "Measured on this machine").
+        # stop may end it sooner) reach its near-plateau (docs/performance.md).
         DemoEntry("DICE-FER (4x ResNet-18, DV MI)", "dicefer",
                   model={"image_size": rs, "augment": "flip", "delta_warmup_steps": 100,
                          "stage1_epochs": STAGE1_EPOCHS if stage1_epochs is None else stage1_epochs,

@@ -127,7 +127,7 @@ def prepare_cache(samples: list[Sample], pre: Preprocessing, cache_dir: str | Pa
             img = np.repeat(img[:, :, None], 3, axis=2)
         arr[i] = img
 
-    from ferkit.engine.logging import progress_bar
+    from ferkit.progress import progress_bar
 
     bar = progress_bar(total=len(samples), desc="preparing image cache", unit="img", enabled=progress)
     n_threads = 1 if align else (threads or min(4, os.cpu_count() or 1))

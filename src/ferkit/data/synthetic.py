@@ -210,7 +210,7 @@ def _render_chunk(job: tuple[list[dict], int, int]) -> list[np.ndarray]:
 def render_rows(rows: list[dict], size: int, seed: int, workers: int = 1,
                 progress: bool = False) -> list[np.ndarray]:
     """Images for ``rows``; ``workers`` > 1 splits the rows over processes (same bytes either way)."""
-    from ferkit.engine.logging import progress_bar
+    from ferkit.progress import progress_bar
 
     step = 64
     jobs = [(rows[a:a + step], size, seed) for a in range(0, len(rows), step)]

@@ -33,7 +33,7 @@ def collect_predictions(method, split: DatasetSplit, batch_size: int = 64, num_w
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         generator=torch.Generator().manual_seed(0))   # leaves the global RNG untouched
     if progress:
-        from ferkit.engine.logging import progress_bar
+        from ferkit.progress import progress_bar
 
         loader = progress_bar(loader, len(loader), f"predict {split.split}", unit="batch")
     probs, unc, emb, ident = [], [], [], []

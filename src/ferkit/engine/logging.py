@@ -1,9 +1,5 @@
 """What a run writes for a person to read later: ``log.txt``, ``metrics.csv``, TensorBoard events, and
-progress (silent when ``FERKIT_NO_PROGRESS=1``).
-
-:func:`progress_bar` is the one place that decides how progress shows: a tqdm bar with rate and ETA when
-its stream is a terminal (or a Jupyter kernel), and one plain line per bar (per epoch, per cache) when it
-is not (CI logs, ``2> log.txt``), instead of hundreds of carriage-return updates.
+progress (:mod:`ferkit.progress`, silent when ``FERKIT_NO_PROGRESS=1``).
 Only rank 0 writes: on other ranks every method here is a no-op.
 """
 
@@ -13,87 +9,13 @@ import csv
 import logging
 import os
 import sys
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TextIO
+
+from ferkit.progress import progress_bar
 
 #: metrics.csv columns that come first, in this order (loss and metric columns follow as they appear)
 FIRST_COLUMNS = ("phase", "epoch", "step")
-
-
-def progress_enabled(progress: bool = True) -> bool:
-    return progress and os.environ.get("FERKIT_NO_PROGRESS", "") not in ("1", "true", "yes")
-
-
-def is_interactive(stream: TextIO) -> bool:
-    """Whether ``stream`` shows a live bar: a terminal, or the standard streams of a Jupyter kernel."""
-    try:
-        if stream.isatty():
-            return True
-    except (AttributeError, ValueError):           # no isatty, or a closed stream
-        return False
-    return "ipykernel" in sys.modules and stream in (sys.stdout, sys.stderr)
-
-
-class LineProgress:
-    """Progress off a terminal: counts quietly and writes one line when done (``desc: n/total unit in
-    t s (rate unit/s), postfix``). With ``stream=None`` it writes nothing. Iterate it, or ``update(n)`` and
-    ``close()`` it, as with tqdm."""
-
-    def __init__(self, iterable: Iterable | None, total: int | None, desc: str, unit: str = "it",
-                 stream: TextIO | None = None):
-        self.iterable, self.total, self.desc, self.unit, self.stream = iterable, total, desc, unit, stream
-        self.n = 0
-        self.postfix = ""
-        self.start = time.perf_counter()
-        self.closed = False
-
-    def __iter__(self) -> Iterator:
-        try:
-            for item in self.iterable or ():
-                yield item
-                self.n += 1
-        finally:                                   # also when the loop stops early (max_steps)
-            self.close()
-
-    def __enter__(self) -> LineProgress:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-
-    def set_postfix(self, values: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self.postfix = ", ".join(f"{k}={v}" for k, v in {**(values or {}), **kwargs}.items())
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if self.stream is None:
-            return
-        secs = time.perf_counter() - self.start
-        done = f"{self.n}/{self.total}" if self.total is not None else str(self.n)
-        rate = f" ({self.n / secs:.1f} {self.unit}/s)" if secs > 0 and self.n else ""
-        tail = f", {self.postfix}" if self.postfix else ""
-        print(f"{self.desc}: {done} {self.unit} in {secs:.1f} s{rate}{tail}", file=self.stream, flush=True)
-
-
-def progress_bar(iterable: Iterable | None = None, total: int | None = None, desc: str = "", unit: str = "it",
-                 enabled: bool = True, stream: TextIO | None = None):
-    """Progress for long work: a tqdm bar on a terminal, one line per bar elsewhere, nothing when disabled
-    (``enabled=False`` or ``FERKIT_NO_PROGRESS=1``). ``stream`` defaults to stderr."""
-    if not progress_enabled(enabled):
-        return LineProgress(iterable, total, desc, unit, stream=None)
-    stream = stream if stream is not None else sys.stderr
-    if is_interactive(stream):
-        from tqdm.auto import tqdm
-
-        return tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False, file=stream)
-    return LineProgress(iterable, total, desc, unit, stream)
 
 
 class RunLogger:

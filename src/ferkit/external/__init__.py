@@ -3,5 +3,6 @@ and built-in trained models (``fer-minixception``), behind the interface of ferk
 
 Modules: ``spec`` (the spec file format), ``networks`` (ONNX and ResNet loading and checks), ``method``
 (ExternalMethod), ``builtin`` (built-in models), ``loader`` (the single entry point used by
-``ferkit.external.loader.load_method``, and ``ferkit import``), ``onnx_export`` (``ferkit export``).
+``ferkit.external.loader.load_method``, and ``ferkit import``). Their ONNX export lives with ferkit's own
+in ``ferkit.export.external``.
 """

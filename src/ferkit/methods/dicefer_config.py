@@ -1,6 +1,6 @@
 """DICE-FER's configuration: every field commented; defaults are the paper's values where it states them,
 and for the choices it leaves open ([INFERRED], METHODS.md A.1.2-A.3, A.9) the values measured to work, each
-with the paper's literal reading one option away (README "DICE-FER from random initialisation").
+with the paper's literal reading one option away (docs/dicefer-stage1.md).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class DiceFerConfig:
     augment: str = "dicefer14"              # training augmentation: dicefer14 (7 rotations x flip, paper) | flip | none
     stage1_augment: str = "none"            # [INFERRED] stage 1's augmentation: none | flip | dicefer14 | same (= augment,
     #                                         the literal reading); from random init the MI game does not take off on
-    #                                         independently rotated pairs (README, "DICE-FER: why stage 1 collapsed")
+    #                                         independently rotated pairs (docs/dicefer-stage1.md)
     # MI estimation
     estimator: str = "dv"                   # dv (paper, Donsker-Varadhan) | jsd (Sanchez/DIM) | infonce
     local_reduction: str = "sum"            # [INFERRED] local bound over locations: sum (paper Eq. 5) | mean (DIM)

@@ -32,7 +32,7 @@ class ClipPretrainMethod(Method):
         from open_clip.loss import ClipLoss
 
         from ferkit.models.clip import build_clip
-        from ferkit.pretrain.clip import _images
+        from ferkit.pretrain.clip_towers import _images
 
         super().__init__(cfg, label_space, device)
         m = cfg.model
@@ -74,7 +74,7 @@ class ClipPretrainMethod(Method):
     def train_step(self, phase: Phase, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float]:
         from ferkit.models.clip import tokenize
         from ferkit.pretrain.captions import CAPTION_STYLES
-        from ferkit.pretrain.clip import encode_image, encode_text
+        from ferkit.pretrain.clip_towers import encode_image, encode_text
 
         m = self.cfg.model
         step = ctx.epoch * ctx.iters_per_epoch + ctx.iteration
@@ -103,7 +103,7 @@ class ClipPretrainMethod(Method):
     def on_epoch_end(self, phase: Phase, epoch: int) -> None:
         """Zero-shot accuracy of the monitor people (class name, and UA-FER's paper template)."""
         from ferkit.methods.uafer import PAPER_TEMPLATE
-        from ferkit.pretrain.clip import zero_shot_accuracy
+        from ferkit.pretrain.clip_towers import zero_shot_accuracy
 
         if self.monitor is not None:
             row = {"zero_shot_name": zero_shot_accuracy(self.model, self.monitor, "{}", self.monitor_images),
@@ -121,14 +121,14 @@ class ClipPretrainMethod(Method):
     def predict(self, images: torch.Tensor) -> Prediction:
         """Zero-shot class probabilities with the class names as prompts (logit scale x cosine)."""
         from ferkit.models.clip import encode_prompts
-        from ferkit.pretrain.clip import encode_image
+        from ferkit.pretrain.clip_towers import encode_image
 
         text = F.normalize(encode_prompts(self.model, list(self.label_space.classes)), dim=-1)     # (K, D)
         f = F.normalize(encode_image(self.model, images.to(self.device)).float(), dim=-1)          # (B, D)
         return Prediction(probs=torch.softmax(self.model.logit_scale.exp() * f @ text.t(), dim=1))
 
     def preprocessing(self) -> Preprocessing:
-        from ferkit.pretrain.clip import preprocessing
+        from ferkit.pretrain.clip_towers import preprocessing
 
         return preprocessing(self.cfg.model.model_size)
 

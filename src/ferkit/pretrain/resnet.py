@@ -2,7 +2,7 @@
 
 DICE-FER's four encoders start from a ResNet-18 trained to recognise faces. No such checkpoint can be
 downloaded here, and from random initialisation the stage-1 MI objective finds no signal on small data
-(the estimate stays at 0 nats; measured in docs and README). This module trains the same network on the
+(the estimate stays at 0 nats; docs/dicefer-stage1.md). This module trains the same network on the
 same task, identity classification with softmax cross-entropy over subjects, on face images whose subjects
 are disjoint from the ones the method is evaluated on, and writes it as a torchvision-layout
 ``{"state_dict": ...}`` file, the format of ``resnet18_msceleb.pth``, that ``--backbone-weights`` reads.

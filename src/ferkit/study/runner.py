@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import ConfigError, FerkitError
+from ferkit.study.files import write_json_atomic
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: data fields that define the images and split every configuration must share
@@ -53,13 +53,6 @@ def _first_difference(old: dict, new: dict) -> str | None:
         return None
     key, (a, b) = next(iter(changes.items()))
     return f"{key} {a!r} -> {b!r}"
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Atomic JSON write (temp file + rename): a kill never leaves half a result."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, default=float) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def run_config(config: dict, seed: int, run_dir: Path) -> dict:
@@ -138,7 +131,7 @@ class Study:
         seeds = sorted(set(old.get("seeds", [])) | set(self.seeds))
         from ferkit import __version__
 
-        _write_json(path, {"configs": configs, "seeds": seeds, "evaluation": self.evaluation,
+        write_json_atomic(path, {"configs": configs, "seeds": seeds, "evaluation": self.evaluation,
                            "ferkit_version": __version__})
 
     def run_dir(self, name: str, seed: int) -> Path:
@@ -176,7 +169,7 @@ class Study:
                   "resumed": resume is not None, "metrics": metrics, "embedding_dim": embedding_dim,
                   "train_seconds": float(trained.metrics.get("train_seconds", t_train)),
                   "seconds": round(t_train + time.time() - t1, 2)}
-        _write_json(run_dir / "result.json", result)
+        write_json_atomic(run_dir / "result.json", result)
         return result
 
     def _evaluate(self, checkpoint: Path, out: Path) -> tuple[dict, int | None]:

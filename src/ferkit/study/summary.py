@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.study.files import write_json_atomic
 from ferkit.study.stats import describe, higher_is_better, paired_difference, verdict
 
 #: metrics in the order the summary lists them (those no run has are left out)
@@ -38,7 +39,6 @@ def matched_probes(study, results: dict[str, dict[int, dict]]) -> int | None:
     The probe at a given width is remembered in the run's result.json, so a summary is cheap to remake.
     """
     from ferkit.metrics.leakage import identity_probe
-    from ferkit.study.runner import _write_json
 
     dims = [r["embedding_dim"] for by_seed in results.values() for r in by_seed.values() if r.get("embedding_dim")]
     if not dims:
@@ -54,7 +54,7 @@ def matched_probes(study, results: dict[str, dict[int, dict]]) -> int | None:
                 with np.load(path) as z:
                     probe = identity_probe(z["embedding"], z["subjects"], seed=0, pca_dim=dim)
                 r["matched_probe"] = {"dim": dim, "accuracy": probe["accuracy"]}
-                _write_json(study.run_dir(name, seed) / "result.json", r)
+                write_json_atomic(study.run_dir(name, seed) / "result.json", r)
             r["metrics"]["identity_probe_matched"] = r["matched_probe"]["accuracy"]
     return dim
 
@@ -101,12 +101,11 @@ def summarise(study) -> dict:
 def write_summary(study) -> dict:
     """Write summary.json, summary.md, runs.csv and compare.png into the study folder; returns the summary."""
     from ferkit.report.compare import plot_compare
-    from ferkit.study.runner import _write_json
 
     s = summarise(study)
     values, results = s.pop("_values"), s.pop("_results")
     out = study.out
-    _write_json(out / "summary.json", s)
+    write_json_atomic(out / "summary.json", s)
     _write_runs_csv(out / "runs.csv", results, values)
     (out / "summary.md").write_text(markdown(s, study), encoding="utf-8")
     shown = [m for m in PLOTTED if m in values]

@@ -19,7 +19,7 @@ def export_external_onnx(method, out: Path, check: bool = True, check_batch: int
     import torch
     from onnx import TensorProto, helper, numpy_helper
 
-    from ferkit.export import _attach_metadata
+    from ferkit.export.metadata import attach_metadata
 
     net = method.onnx_net
     pre = method.preprocessing()
@@ -58,7 +58,7 @@ def export_external_onnx(method, out: Path, check: bool = True, check_batch: int
     try:
         onnx.save(model, str(tmp))
         names = ["probs", "uncertainty"]
-        _attach_metadata(tmp, getattr(method, "checkpoint_meta", {}) or {},
+        attach_metadata(tmp, getattr(method, "checkpoint_meta", {}) or {},
                          {"outputs": names, "uncertainty_kind": "max_prob", "opset": opset,
                           "input": {"name": "image", "shape": [batch, pre.channels, pre.size, pre.size]},
                           "wrapped": str(net.path.name)})

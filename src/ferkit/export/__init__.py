@@ -15,14 +15,13 @@ same graph as the torch.export path (parity 1e-7 on the baseline either way) in 
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.inference.engines import ONNX_EXPORT_KEY, ONNX_META_KEY
+from ferkit.export.metadata import attach_metadata
 
 DEFAULT_OPSET = 17
 
@@ -79,7 +78,7 @@ def export_method_onnx(method, out: str | Path, opset: int = DEFAULT_OPSET, chec
     if out.suffix.lower() != ".onnx":
         raise FerkitError(f"--out {out} must end in .onnx.")
     if getattr(method, "onnx_net", None) is not None:      # an external ONNX model: its graph, wrapped
-        from ferkit.external.onnx_export import export_external_onnx
+        from ferkit.export.external import export_external_onnx
 
         return export_external_onnx(method, out, check, check_batch, seed)
     pre = method.preprocessing()
@@ -105,7 +104,7 @@ def export_method_onnx(method, out: str | Path, opset: int = DEFAULT_OPSET, chec
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(model, (example,), str(tmp), input_names=["image"], output_names=names,
                               dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
-        _attach_metadata(tmp, getattr(method, "checkpoint_meta", {}) or {},
+        attach_metadata(tmp, getattr(method, "checkpoint_meta", {}) or {},
                          {"outputs": names, "uncertainty_kind": kind, "opset": opset,
                           "input": {"name": "image", "shape": ["batch", pre.channels, pre.size, pre.size]}})
         tmp.replace(out)
@@ -117,18 +116,6 @@ def export_method_onnx(method, out: str | Path, opset: int = DEFAULT_OPSET, chec
     if check:
         info["max_abs_diff"] = parity(method, model, out, check_batch, seed + 1)
     return info
-
-
-def _attach_metadata(path: Path, meta: dict, export_info: dict) -> None:
-    import onnx
-
-    m = onnx.load(str(path))
-    del m.metadata_props[:]
-    for key, value in ((ONNX_META_KEY, meta), (ONNX_EXPORT_KEY, export_info)):
-        prop = m.metadata_props.add()
-        prop.key, prop.value = key, json.dumps(value, default=str)
-    m.producer_name = "ferkit"
-    onnx.save(m, str(path))
 
 
 def parity(method, model, onnx_path: str | Path, batch: int = 3, seed: int = 1) -> dict[str, float]:
