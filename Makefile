@@ -1,20 +1,21 @@
 # ferkit: two commands for a new user.
 #   make demo   create .venv, install ferkit, run the main job on SynthFER and print what it measured
-#   make test   same set-up, then the default test suite (slow tests excluded: `make test-slow`)
+#   make test   same set-up, then the default test suite (slow tests excluded: `make test-slow`) and the docs build
+#   make docs   build the docs site strictly into site/ (`make serve-docs` serves it on localhost:8000)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.ferkit-installed
 
-.PHONY: demo test test-slow lint bench browser clean
+.PHONY: demo test test-slow lint bench browser docs serve-docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torchvision from PyPI pairs with this torch; on this machine both resolve from local disk.
 	$(PIP) install -q "torch>=2.5" "torchvision>=0.20"
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,docs]"
 	# facenet-pytorch carries the real MTCNN weights; its stale pins (torch<2.3, numpy<2) cannot sit next to
 	# torch>=2.5, so it goes in without its dependencies (ours cover what it imports); `ferkit doctor` checks.
 	$(PIP) install -q --no-deps "facenet-pytorch>=2.5"
@@ -29,6 +30,16 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q
+	$(MAKE) docs
+
+# the pages generated from data (CLI reference, config keys, results) must match what docs/gen_pages.py writes
+# (tests/test_docs.py checks it too); then a strict build: no broken link, no missing page
+docs: $(STAMP)
+	$(PY) docs/gen_pages.py --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+serve-docs: $(STAMP)
+	$(VENV)/bin/mkdocs serve
 
 test-slow: $(STAMP) browser
 	$(PY) -m pytest -q -m slow
@@ -47,4 +58,4 @@ browser:
 	  || echo "note: could not install chromium; browser tests will be skipped"; fi
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

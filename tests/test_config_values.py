@@ -106,11 +106,11 @@ def test_cli_refuses_negative_epochs_before_training(tmp_path, capsys):
 
 
 def test_readme_config_error_examples_are_what_ferkit_says(tmp_path, capsys):
-    """Each `Config key 'K' ... got V.` example in README.md, run as `ferkit train --set K=V`."""
+    """Each `Config key 'K' ... got V.` example in the guide (docs/usage.md), run as `ferkit train --set K=V`."""
     import re
     from pathlib import Path
 
-    text = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    text = " ".join((Path(__file__).parents[1] / "docs" / "usage.md").read_text().split())
     examples = re.findall(r"`(Config key '([\w.]+)' [^`]*, got ([^`]+)\.)`", text)
     assert len(examples) >= 4
     for sentence, key, value in examples:

@@ -99,3 +99,34 @@ def test_every_example_parses(name, command):
 def test_examples_that_need_no_data_run(command, capsys):
     assert main(shlex.split(command)[1:]) == 0
     assert capsys.readouterr().out.strip()
+
+
+def _guide_commands() -> list[tuple[str, str]]:
+    """Every ``ferkit ...`` line in the code blocks of README.md and the getting-started page."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    out = []
+    for page in (root / "README.md", root / "docs" / "getting-started.md", root / "docs" / "scale-out.md"):
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split("#")[0].strip()
+                line = line.split("-m ferkit ", 1)[1] if "-m ferkit " in line else line
+                if line.startswith("ferkit "):
+                    out.append((page.name, line))
+                elif line.startswith(("train ", "predict ")):
+                    out.append((page.name, "ferkit " + line))
+    return out
+
+
+def test_the_guides_show_commands():
+    assert len(_guide_commands()) >= 10
+
+
+@pytest.mark.parametrize("page,command", _guide_commands())
+def test_every_command_in_readme_and_guides_parses(page, command):
+    argv = shlex.split(command)[1:]
+    try:
+        build_parser().parse_args(argv)
+    except SystemExit as e:
+        pytest.fail(f"{page}: command does not parse (exit {e.code}): {command}")
