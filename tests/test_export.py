@@ -86,7 +86,7 @@ def test_export_refuses_a_bad_out_name_and_torch_engine_on_onnx(ckpt, onnx_path,
 
 
 @pytest.mark.parametrize("name,model_cfg,outputs,kind", [
-    ("dicefer", {"image_size": 64}, ["probs", "uncertainty", "embedding", "identity"], "max_prob"),
+    ("dicefer", {"image_size": 64}, ["probs", "uncertainty", "embedding"], "max_prob"),
     ("uafer", {"model_size": "tiny"}, ["probs", "uncertainty", "embedding", "belief"], "evidential"),
 ])
 def test_dicefer_and_uafer_export_with_their_embeddings_and_uncertainty(name, model_cfg, outputs, kind, tmp_path):
@@ -110,3 +110,45 @@ def test_dicefer_and_uafer_export_with_their_embeddings_and_uncertainty(name, mo
     by_onnx = load_model(tmp_path / f"{name}.onnx").predict(crop, aligned=True)[0]
     assert by_onnx["label"] == by_torch["label"]
     assert abs(by_onnx["uncertainty"] - by_torch["uncertainty"]) < 1e-4
+
+
+def _initializer_elements(path) -> int:
+    import onnx
+
+    return sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
+
+
+def test_dicefer_export_runs_the_expression_path_only_unless_the_identity_code_is_asked(tmp_path):
+    """The default export holds no identity-encoder weights (the graph's initializers are fewer than the model's
+    parameters by at least the identity encoder's) and its probabilities equal the full model's (<= 1e-6);
+    ``outputs=("identity",)`` adds the identity code, equal to the identity encoder's."""
+    import onnxruntime as ort
+    import torch
+
+    from ferkit.config import build_experiment
+    from ferkit.data.labels import RAFDB
+    from ferkit.errors import FerkitError
+    from ferkit.export import export_method_onnx
+    from ferkit.methods.registry import get_method
+
+    cfg = build_experiment("dicefer", data={"dataset": "rafdb"}, model={"image_size": 32})
+    method = get_method("dicefer")(cfg, RAFDB, torch.device("cpu"))
+    lean = export_method_onnx(method, tmp_path / "lean.onnx")
+    full = export_method_onnx(method, tmp_path / "full.onnx", outputs=("identity",))
+    assert lean["outputs"] == ["probs", "uncertainty", "embedding"]
+    assert full["outputs"] == ["probs", "uncertainty", "embedding", "identity"]
+    id_params = sum(p.numel() for p in method.nets["id_encoders"]["m"].parameters())
+    assert _initializer_elements(tmp_path / "full.onnx") - _initializer_elements(tmp_path / "lean.onnx") >= id_params * 0.99
+    x = torch.randn(5, 1, 32, 32, generator=torch.Generator().manual_seed(3))
+    ref = method.predict(x)                                              # the full model, identity encoder and all
+    for name in ("lean", "full"):
+        sess = ort.InferenceSession(str(tmp_path / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"image": x.numpy()}), strict=True))
+        assert np.abs(got["probs"] - ref.probs.numpy()).max() <= 1e-6
+    assert np.abs(got["identity"] - ref.extra["identity"].numpy()).max() <= 1e-5
+    with pytest.raises(FerkitError, match="optional outputs are: identity"):
+        export_method_onnx(method, tmp_path / "x.onnx", outputs=("gaze",))
+    base = get_method("baseline")(build_experiment("baseline", data={"dataset": "rafdb"}, model={"image_size": 32}),
+                                  RAFDB, torch.device("cpu"))
+    with pytest.raises(FerkitError, match="no 'identity' output"):
+        export_method_onnx(base, tmp_path / "y.onnx", outputs=("identity",))

@@ -3,7 +3,9 @@
 The graph takes "image" float32 (B, C, S, S), already preprocessed (aligned, normalised) with a dynamic
 batch axis, and returns "probs" (B, C), "uncertainty" (B,) (evidential u for UA-FER, 1 - max p
 otherwise), "embedding" (B, D) where the method has one, and the method's extra outputs by their
-names (DICE-FER: "identity", the identity code; UA-FER: "belief", the per-class belief masses).
+names (UA-FER: "belief", the per-class belief masses). Only what predicting expressions needs is in the graph:
+DICE-FER's identity encoder, which no expression output uses, is left out (its weights too) unless
+``outputs=("identity",)`` (``ferkit export --outputs identity``) asks for the identity code "identity".
 The checkpoint's metadata (classes, preprocessing, method, config) is stored in the model's
 metadata_props under "ferkit", and the export facts under "ferkit_export", so ``ferkit predict
 model.onnx ...`` needs nothing but the .onnx file.
@@ -26,18 +28,38 @@ from ferkit.export.metadata import attach_metadata
 DEFAULT_OPSET = 17
 
 
-def _wrapper(method):
-    """An nn.Module whose forward is the method's predict, returning a tuple of the outputs."""
+#: outputs that cost networks of their own, exported only when asked (``outputs=``): output -> predict keyword
+OPTIONAL_OUTPUTS = {"identity": "identity"}
+
+
+def _predict_kwargs(method, outputs: tuple[str, ...]) -> dict:
+    """The keywords that make ``method.predict`` run what ``outputs`` asks for and nothing more; refuses an
+    optional output the method cannot give."""
+    import inspect
+
+    params = inspect.signature(method.predict).parameters
+    unknown = [o for o in outputs if o not in OPTIONAL_OUTPUTS]
+    if unknown:
+        raise FerkitError(f"Unknown export output '{unknown[0]}'; optional outputs are: {', '.join(OPTIONAL_OUTPUTS)}.")
+    missing = [o for o in outputs if OPTIONAL_OUTPUTS[o] not in params]
+    if missing:
+        raise FerkitError(f"This model has no '{missing[0]}' output to export (only DICE-FER has an identity code).")
+    return {kw: (name in outputs) for name, kw in OPTIONAL_OUTPUTS.items() if kw in params}
+
+
+def _wrapper(method, predict_kwargs: dict):
+    """An nn.Module whose forward is the method's predict, returning a tuple of the outputs. The tracer records
+    only the networks the forward runs, so weights of networks left out never reach the graph."""
     import torch
     from torch import nn
 
     class ExportedFER(nn.Module):
         def __init__(self):
             super().__init__()
-            self.nets = nn.ModuleDict(method.networks())     # registers every weight with the graph
+            self.nets = nn.ModuleDict(method.networks())     # the weights the traced forward may use
 
         def forward(self, image: torch.Tensor):
-            pred = method.predict(image)
+            pred = method.predict(image, **predict_kwargs)
             probs = pred.probs.float()                                             # (B, C)
             if pred.uncertainty is not None:
                 unc = pred.uncertainty.float()                                     # (B,)
@@ -52,10 +74,12 @@ def _wrapper(method):
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = DEFAULT_OPSET, check: bool = True,
-                check_batch: int = 3, seed: int = 0, spec: str | Path | None = None) -> dict:
+                check_batch: int = 3, seed: int = 0, spec: str | Path | None = None,
+                outputs: tuple[str, ...] = ()) -> dict:
     """Write ``out`` (.onnx) from ``checkpoint``; with ``check``, compare onnxruntime with PyTorch.
 
     ``checkpoint`` may also be an external model (a built-in name, a spec file, or a file with ``spec``).
+    ``outputs``: optional outputs to add to the expression path's (``OPTIONAL_OUTPUTS``: "identity").
 
     Returns {"path", "outputs", "uncertainty_kind", "opset", "max_abs_diff" (per output, when checked)}.
     """
@@ -64,11 +88,11 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = DEFAULT_OP
     if Path(out).suffix.lower() != ".onnx":
         raise FerkitError(f"--out {out} must end in .onnx.")
     return export_method_onnx(load_method(checkpoint, device="cpu", spec=spec), out, opset, check, check_batch,
-                              seed)
+                              seed, outputs)
 
 
 def export_method_onnx(method, out: str | Path, opset: int = DEFAULT_OPSET, check: bool = True,
-                       check_batch: int = 3, seed: int = 0) -> dict:
+                       check_batch: int = 3, seed: int = 0, outputs: tuple[str, ...] = ()) -> dict:
     """``export_onnx`` for a method already in memory (on CPU, eval mode, ``checkpoint_meta`` set)."""
     import torch
 
@@ -78,15 +102,18 @@ def export_method_onnx(method, out: str | Path, opset: int = DEFAULT_OPSET, chec
     if out.suffix.lower() != ".onnx":
         raise FerkitError(f"--out {out} must end in .onnx.")
     if getattr(method, "onnx_net", None) is not None:      # an external ONNX model: its graph, wrapped
+        if outputs:
+            raise FerkitError("An external ONNX model exports its probabilities only; drop --outputs.")
         from ferkit.export.external import export_external_onnx
 
         return export_external_onnx(method, out, check, check_batch, seed)
     pre = method.preprocessing()
-    model = _wrapper(method)
+    kwargs = _predict_kwargs(method, tuple(outputs))
+    model = _wrapper(method, kwargs)
     gen = torch.Generator().manual_seed(seed)
     example = torch.randn(2, pre.channels, pre.size, pre.size, generator=gen)      # (2, C, S, S)
     with torch.no_grad():
-        pred = method.predict(example)
+        pred = method.predict(example, **kwargs)
     names = ["probs", "uncertainty"] + (["embedding"] if pred.embedding is not None else [])
     names += sorted(pred.extra)
     kind = "evidential" if pred.uncertainty is not None else "max_prob"
