@@ -8,11 +8,12 @@ def test_table_columns_line_up_whatever_the_method_names():
              "u_wrong": 0.266, "train_seconds": 65, "linear_probe": 0.8, "subject_probe_64": 0.5},
             {"method": "UA-FER (tiny CLIP, caption-pretrained) and then some", "accuracy": 0.671,
              "mean_class_accuracy": 0.671, "u_right": 0.86, "u_wrong": 0.855, "train_seconds": 23,
-             "linear_probe": 0.7, "subject_probe_64": 0.25}]
+             "linear_probe": 0.7, "subject_probe_64": 0.25, "auroc_u": 0.61}]
     lines = format_table(rows, 1 / 7).splitlines()
     ends = {len(line) for line in lines[:3]}
     assert len(ends) == 1, lines                                   # header and rows end in the same column
-    assert lines[2].split()[-7:] == ["0.671", "0.671", "0.700", "0.250", "0.860", "0.855", "23s"]
+    assert lines[2].split()[-8:] == ["0.671", "0.671", "0.700", "0.250", "0.860", "0.855", "0.610", "23s"]
+    assert lines[1].split()[-2] == "nan"                           # no AUROC given: shown as nan, not invented
     assert lines[3].startswith("(chance = 0.143")
 
 
@@ -21,6 +22,8 @@ def test_every_row_names_a_known_preparer():
     assert [e.method for e in entries] == ["baseline", "dicefer", "uafer"]
     assert all(e.prepare in PREPARERS for e in entries)
     assert entries[2].train["epochs"] == 10                        # UA-FER: the learning test's fine-tuning
+    # UA-FER's row is the variant whose u flags errors, with a prompt inside the stand-in CLIP's vocabulary
+    assert entries[2].model["variant"] == "paper" and entries[2].model["prompt_template"] == "{}"
     dice = entries[1].model
     assert dice["stage1_epochs"] == STAGE1_EPOCHS and dice["delta_warmup_steps"] == 100   # run to its plateau
     assert dice["stage3_epochs"] == 4 and entries[0].train["epochs"] == 8
@@ -62,5 +65,23 @@ def test_quick_demo_runs_every_step_through_the_cli(tmp_path, capsys, one_thread
         assert row["accuracy"] == metrics["test"]["accuracy"]         # the table shows the run's own number
         assert row["checkpoint"].startswith(str(out / method))
         assert f"{row['accuracy']:>8.3f}" in printed
-    assert (out / "demo.md").read_text().count("\n") == len(rows) + 4    # fence, header, rows, note, fence
+    assert "One run per method cannot tell a gain from noise" in printed
+    assert "DICE-FER - baseline, accuracy: -0.027 [-0.156, +0.103] over 4 paired seeds" in printed
+    assert all("auroc_u" in r for r in rows)
     assert (out / "uafer" / "config.yaml").read_text().count("clip_tiny_captions.pt") == 1
+
+
+def test_stored_evidence_recomputes_the_studies_paired_differences():
+    """The intervals the demo prints are ferkit compare's: recomputed from runs.csv they equal summary.json's."""
+    import json
+
+    from ferkit.study.evidence import paired_from_runs_csv, results_root
+
+    root = results_root() / "study_uafer"
+    summary = json.loads((root / "summary.json").read_text())
+    for metric in ("accuracy", "auroc_error"):
+        got = paired_from_runs_csv(root / "runs.csv", "paper", "paper_bare", metric)
+        want = summary["paired"][metric]["paper_bare-paper"]
+        assert got["n"] == want["n"] == 5
+        for key in ("mean", "lo", "hi", "boot_lo", "boot_hi"):
+            assert abs(got[key] - want[key]) < 1e-5, (metric, key)

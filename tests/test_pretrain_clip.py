@@ -95,6 +95,8 @@ def test_cli_writes_a_checkpoint_that_uafer_train_and_zero_shot_load(tmp_path, c
     assert ckpt["name"].endswith("quickgelu") and ckpt["epoch"] == 2
     meta = json.loads(ckpt["ferkit_pretrain"])
     assert meta["model_size"] == "tiny" and meta["config"]["precision"] == "bf16"
+    # the words of its alt-text captions, so UA-FER can warn about prompts outside them
+    assert {"a", "photo", "of", "happy", "smiling", "face"} <= set(meta["caption_vocabulary"])
     # UA-FER fine-tunes from it through --clip-path, the size taken from the file
     run = tmp_path / "run"
     assert main(["train", "--method", "uafer", "--dataset", "synthetic", "--clip-path", str(out), "--epochs", "1",
@@ -103,6 +105,7 @@ def test_cli_writes_a_checkpoint_that_uafer_train_and_zero_shot_load(tmp_path, c
                  "--set", "train.eval_every=0"]) == 0
     config = (run / "config.yaml").read_text()
     assert "model_size: tiny" in config
+    assert "words the stand-in CLIP" not in (run / "log.txt").read_text()      # "{}": the class names it saw
     assert str(out) in (run / "log.txt").read_text()
     # and zero-shot evaluation reads it as well
     assert main(["evaluate", "--method", "uafer", "--zero-shot", "--clip-path", str(out), "--dataset",
@@ -130,3 +133,21 @@ def test_bad_input_is_one_sentence(tmp_path, capsys, args, message):
 def test_out_must_be_a_weights_file(tmp_path, capsys):
     assert main(["pretrain", "clip", "--out", str(tmp_path / "c.txt")]) != 0
     assert ".pt" in capsys.readouterr().err
+
+
+def test_uafer_warns_when_a_prompt_leaves_the_stand_in_clips_caption_vocabulary():
+    from types import SimpleNamespace
+
+    from ferkit.methods.uafer import outside_vocabulary_warning
+    from ferkit.pretrain.captions import caption_vocabulary
+
+    classes = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
+    vocab = caption_vocabulary("expression", classes * 3, [{}] * 21)
+    assert set(vocab) == {"a", "photo", "of", "face", *classes, "surprised", "fearful", "disgusted", "angry"}
+    clip = SimpleNamespace(caption_vocabulary=tuple(vocab), source="clip_tiny.pt")
+    paper = [f"a photo of a {c} facial expression." for c in classes]
+    text = outside_vocabulary_warning(paper, clip)
+    assert "(expression, facial)" in text and "clip_tiny.pt" in text and "prompt_template='{}'" in text
+    assert outside_vocabulary_warning(classes, clip) is None                         # the bare class words
+    assert outside_vocabulary_warning(paper, SimpleNamespace(caption_vocabulary=None, source="ViT-B-16.pt")) is None
+    assert outside_vocabulary_warning(paper, None) is None                           # random init

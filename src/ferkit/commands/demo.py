@@ -83,7 +83,7 @@ def _prepare_clip_captions(out: Path, size: int, seed: int, device: str, quick: 
     model, hist = pretrain_clip(train, cfg, monitor)
     path = save_clip_checkpoint(model, out / "pretrained" / "clip_tiny_captions.pt", cfg,
                                 {"task": "contrastive image-caption pretraining", "synth": synth, "final": hist[-1]},
-                                cfg.epochs)
+                                cfg.epochs, split=train)
     return ({"model": {"clip_path": str(path)}},
             f"tiny CLIP pretrained contrastively on {len(train)} faces of other SynthFER people ({cfg.captions} "
             f"captions, {cfg.epochs} epochs; "
@@ -124,11 +124,16 @@ def demo_entries(size: int, epochs: int, stage1_epochs: int | None = None,
                          "stage1_epochs": STAGE1_EPOCHS if stage1_epochs is None else stage1_epochs,
                          "stage2_epochs": 1, "stage3_epochs": max(1, epochs // 2)},
                   train={"lr": 3e-4, "batch_size": 64}, prepare="resnet18-identity"),
-        # UA-FER, released variant, fine-tuning the tiny CLIP pretrained contrastively on faces of other people
+        # UA-FER, paper variant, fine-tuning the tiny CLIP pretrained contrastively on faces of other people
         # captioned with their expression (the stand-in for OpenAI's CLIP, which cannot be had here); its size
         # comes from the file, whatever --resnet-size. 10 epochs at the default 8: the learning test's fine-tuning.
-        DemoEntry("UA-FER (tiny CLIP, caption-pretrained)", "uafer",
-                  model={"alpha": 0.5, "fix_layer": 0, "warmup_epochs": 1, "augment": "flip"},
+        # The paper variant is the one whose u flags errors (the released variant's u measures how peaked its
+        # unit-norm score is, and was higher on right answers); its prompt is the bare class word, inside the
+        # stand-in CLIP's caption vocabulary (the paper's template is not: training warns about it). This is the
+        # `paper_bare` arm of benchmarks/study_uafer.sh.
+        DemoEntry("UA-FER (tiny CLIP, paper variant)", "uafer",
+                  model={"variant": "paper", "prompt_template": "{}", "alpha": 0.5, "fix_layer": 0,
+                         "warmup_epochs": 1, "augment": "flip"},
                   train={"epochs": max(1, (5 * epochs) // 4), "lr": 1e-3, "batch_size": 32}, prepare="clip-captions"),
     ]
 
@@ -220,6 +225,7 @@ def _test_facts(checkpoint: Path, train_split, test_split, device: str) -> dict:
     from ferkit.engine.checkpoint import load_method
     from ferkit.engine.evaluate import collect_predictions
     from ferkit.metrics.leakage import MATCHED_DIM, identity_probe_at_dim
+    from ferkit.metrics.uncertainty import error_detection_auroc
 
     method = load_method(checkpoint, device=device)
     preds = collect_predictions(method, test_split)
@@ -229,6 +235,7 @@ def _test_facts(checkpoint: Path, train_split, test_split, device: str) -> dict:
     out = {"u_right": float(u[right].mean()) if right.any() else float("nan"),
            "u_wrong": float(u[~right].mean()) if (~right).any() else float("nan"),
            "uncertainty_kind": "evidential u" if preds["uncertainty"] is not None else "1 - max p",
+           "auroc_u": error_detection_auroc(u, right),
            "linear_probe": float("nan"), "subject_probe_64": float("nan")}
     if preds["embedding"] is not None:
         fit = collect_predictions(method, train_split)
@@ -245,16 +252,51 @@ def format_table(rows: list[dict], chance: float) -> str:
     w = max([34] + [len(r["method"]) for r in rows])
     nan = float("nan")
     lines = [f"{'method':<{w}} {'accuracy':>8} {'mean class acc':>14} {'linear probe':>12} {'subject@64':>10} "
-             f"{'u right':>8} {'u wrong':>8} {'train time':>10}"]
+             f"{'u right':>8} {'u wrong':>8} {'AUROC u':>8} {'train time':>10}"]
     for r in rows:
+        auroc = r.get("auroc_u")
         lines.append(f"{r['method']:<{w}} {r['accuracy']:>8.3f} {r['mean_class_accuracy']:>14.3f} "
                      f"{r.get('linear_probe', nan):>12.3f} {r.get('subject_probe_64', nan):>10.3f} "
-                     f"{r.get('u_right', nan):>8.3f} {r.get('u_wrong', nan):>8.3f} {r['train_seconds']:>9.0f}s")
+                     f"{r.get('u_right', nan):>8.3f} {r.get('u_wrong', nan):>8.3f} "
+                     f"{nan if auroc is None else auroc:>8.3f} {r['train_seconds']:>9.0f}s")
     lines.append(f"(chance = {chance:.3f}; accuracy on the test identities, never seen in training; linear probe = "
                  "one logistic regression on each method's frozen features; subject@64 = subject probe on the test "
                  "identities' features cut to 64-D by PCA, comparable across methods (lower = less identity); "
-                 "u = evidential uncertainty for UA-FER, 1 - max p otherwise, on right / wrong predictions)")
+                 "u = evidential uncertainty for UA-FER, 1 - max p otherwise, on right / wrong predictions; "
+                 "AUROC u = how well u flags the wrong predictions, 0.5 = not at all)")
     return "\n".join(lines)
+
+
+def stored_evidence() -> list[str]:
+    """What one demo run can tell, from the stored paired-seed studies of the same comparisons: DICE-FER against
+    the baseline (the demo's rows over seeds) and UA-FER's paper-variant u against the baseline's 1 - max p
+    (the UA-FER study, whose paper_bare arm is the demo's UA-FER row)."""
+    from ferkit.study.evidence import interval_text, paired_from_jsonl, paired_from_runs_csv, results_root
+
+    root = results_root()
+    head = ("One run per method cannot tell a gain from noise, and the same commit gives other digits on "
+            "another CPU. The stored paired-seed studies of these comparisons (95% t intervals):")
+    if root is None:
+        return [head, "  (not found: the stored studies are in the source repository's benchmarks/results/)"]
+    lines = [head]
+    seeds = root / "demo_seeds" / "results.jsonl"
+    if seeds.is_file():
+        a, b = "baseline (ResNet-18, CE)", "DICE-FER (4x ResNet-18, DV MI)"
+        acc = paired_from_jsonl(seeds, "method", a, b, "accuracy")
+        sp = paired_from_jsonl(seeds, "method", a, b, "subject_probe_64")
+        lines.append(f"  DICE-FER - baseline, accuracy: {interval_text(acc)}; subject@64: {interval_text(sp)} "
+                     "(benchmarks/results/demo_seeds, the demo of 2026-12-02, whose UA-FER row was the released "
+                     "variant)")
+    runs = root / "study_uafer" / "runs.csv"
+    if runs.is_file():
+        au = paired_from_runs_csv(runs, "baseline", "paper_bare", "auroc_error")
+        acc = paired_from_runs_csv(runs, "baseline", "paper_bare", "accuracy")
+        rel = paired_from_runs_csv(runs, "baseline", "released", "auroc_error")
+        lines.append(f"  UA-FER paper variant - baseline (1 - max p), AUROC of u: {interval_text(au)}; accuracy: "
+                     f"{interval_text(acc)}; the released variant's u: {interval_text(rel)} "
+                     "(benchmarks/results/study_uafer: the demo's UA-FER fine-tuning against a 64-px RGB baseline "
+                     "from random init)")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -280,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
     stage1, resnet_size = (epochs, size) if args.quick else (args.stage1_epochs, args.resnet_size)
     rows = run_demo(args.out, identities, images, size, args.confounding, epochs, args.seed, args.device,
                     quick=args.quick, stage1_epochs=stage1, resnet_size=resnet_size)
-    table = format_table(rows, chance=1 / 7)
+    table = format_table(rows, chance=1 / 7) + "\n\n" + "\n".join(stored_evidence())
     print("\n" + table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from dataclasses import replace
 
 import torch
@@ -39,6 +40,24 @@ __all__ = ["PAPER_TEMPLATE", "VARIANTS", "UAFerConfig", "UAFERMethod", "prompt_w
 
 log = logging.getLogger(__name__)
 
+def outside_vocabulary_warning(prompts: list[str], weights) -> str | None:
+    """A warning when ``weights`` are a caption-pretrained stand-in CLIP (they list their captions' words) and
+    some prompt words are not among them: a text tower trained from scratch on those captions has learnt
+    nothing for such words, so the class prompts may not tell the classes apart (the paper template on the
+    tiny CLIP: docs/results/uafer-uncertainty.md). None for OpenAI's or any CLIP that lists no vocabulary."""
+    vocabulary = getattr(weights, "caption_vocabulary", None)
+    if not vocabulary:
+        return None
+    known = set(vocabulary)
+    outside = sorted({w for p in prompts for w in re.findall(r"[a-z0-9][a-z0-9'-]*", p.lower())} - known)
+    if not outside:
+        return None
+    return (f"UA-FER: the prompts ({prompts[0]!r}, ...) use words the stand-in CLIP {weights.source} never saw in "
+            f"its pretraining captions ({', '.join(outside)}); its text tower has learnt nothing for them, so the "
+            "prompts may not separate the classes. Use a template inside its vocabulary, e.g. "
+            "--set model.prompt_template='{}' (the bare class word).")
+
+
 @register_method("uafer")
 class UAFERMethod(Method):
     """UA-FER training recipe over :class:`ferkit.models.uafer.UAFERNet`."""
@@ -52,6 +71,9 @@ class UAFERMethod(Method):
         validate(m)
         self.prompts = [m.resolved("prompt_template").format(w) for w in prompt_words(label_space, m.class_names)]
         clip, self.weights_info = self._initial_clip()
+        self.prompt_warning = outside_vocabulary_warning(self.prompts, self.weights_info)
+        if self.prompt_warning:
+            log.warning(self.prompt_warning)
         if m.weights_from_checkpoint:       # the checkpoint holds the text embeddings
             text = torch.zeros(label_space.num_classes, clip.text_projection.shape[1])   # (C, D)
         else:

@@ -59,6 +59,8 @@ class ClipWeights:
     format: str              # openai-torchscript | state-dict | open_clip-checkpoint | huggingface
     quick_gelu: bool         # the activation the weights were trained with (best knowledge)
     model_size: str | None = None   # the CLIP_SIZES key they were loaded into (set by load_clip)
+    #: the words of the captions a `ferkit pretrain clip` stand-in was trained on (None for any other CLIP)
+    caption_vocabulary: tuple[str, ...] | None = None
 
 
 def build_clip(model_size: str = "ViT-B-16", quick_gelu: bool = True, seed: int | None = None,
@@ -182,9 +184,10 @@ def read_clip_weights(path: str | Path) -> ClipWeights:
     except Exception as e:  # noqa: BLE001 - unpickling refused or a damaged file
         raise CheckpointError(f"CLIP weights {p} cannot be read as a state dict ({type(e).__name__}); "
                               f"{_FORMATS_HINT}.") from None
-    fmt, run_name = "state-dict", None
+    fmt, run_name, vocabulary = "state-dict", None, None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         fmt, run_name = "open_clip-checkpoint", obj.get("name")
+        vocabulary = _pretrain_vocabulary(obj.get("ferkit_pretrain"))
         obj = obj["state_dict"]
     elif isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
@@ -195,7 +198,20 @@ def read_clip_weights(path: str | Path) -> ClipWeights:
     hint = None
     if fmt == "open_clip-checkpoint":
         hint = "quickgelu" in str(run_name or "").lower()
-    return _from_state_dict(obj, p, fmt, hf_config=_sibling_hf_config(p), quick_gelu=hint)
+    weights = _from_state_dict(obj, p, fmt, hf_config=_sibling_hf_config(p), quick_gelu=hint)
+    weights.caption_vocabulary = vocabulary
+    return weights
+
+
+def _pretrain_vocabulary(meta) -> tuple[str, ...] | None:
+    """``caption_vocabulary`` of a `ferkit pretrain clip` checkpoint's ``ferkit_pretrain`` JSON, if it has one."""
+    import json
+
+    try:
+        words = json.loads(meta).get("caption_vocabulary") if isinstance(meta, str) else None
+    except (ValueError, AttributeError):
+        return None
+    return tuple(words) if isinstance(words, list) else None
 
 
 def _is_torchscript(p: Path) -> bool:

@@ -119,3 +119,23 @@ def expression_caption(class_name: str, meta: dict, rng: np.random.Generator, fl
 
 #: caption styles of ``--captions``: (class name, metadata row, rng, flipped) -> caption
 CAPTION_STYLES = {"alt-text": caption_for, "expression": expression_caption}
+
+
+def caption_words(text: str) -> list[str]:
+    """The lower-case words of a caption or prompt (letters, digits, hyphens and apostrophes)."""
+    import re
+
+    return re.findall(r"[a-z0-9][a-z0-9'-]*", text.lower())
+
+
+def caption_vocabulary(style: str, class_names: list[str], metas: list[dict], draws: int = 4, seed: int = 0) -> list[str]:
+    """Every word the caption style ``style`` writes for these images (``draws`` captions per image, flipped
+    and not, from a fixed seed: the ``expression`` style's two forms are both reached; alt-text's rarer
+    attribute words nearly always): the words a CLIP pretrained on them can have learnt. Sorted."""
+    rng = np.random.default_rng(seed)
+    caption = CAPTION_STYLES[style]
+    words: set[str] = set()
+    for name, meta in zip(class_names, metas, strict=True):
+        for k in range(draws):
+            words.update(caption_words(caption(name, meta, rng, bool(k % 2))))
+    return sorted(words)

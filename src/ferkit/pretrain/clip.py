@@ -119,8 +119,17 @@ def run_name(cfg: ClipPretrainConfig) -> str:
     return f"ferkit-pretrain-{cfg.model_size}" + ("-quickgelu" if cfg.quick_gelu else "")
 
 
-def save_clip_checkpoint(model, path: str | Path, cfg: ClipPretrainConfig, meta: dict, epochs: int) -> Path:
-    """Write an open_clip training checkpoint: ``{"epoch", "name", "state_dict", "ferkit_pretrain"}``."""
+def save_clip_checkpoint(model, path: str | Path, cfg: ClipPretrainConfig, meta: dict, epochs: int,
+                         split: DatasetSplit | None = None) -> Path:
+    """Write an open_clip training checkpoint: ``{"epoch", "name", "state_dict", "ferkit_pretrain"}``. With the
+    pretraining ``split``, ``ferkit_pretrain`` also lists its captions' words (``caption_vocabulary``), so a
+    method fine-tuning this CLIP can warn about prompts whose words its text tower never saw."""
+    if split is not None:
+        from ferkit.pretrain.captions import caption_vocabulary
+
+        names = [split.label_space.classes[e] for e in split.expressions]
+        meta = {**meta, "caption_style": cfg.captions,
+                "caption_vocabulary": caption_vocabulary(cfg.captions, names, [dict(x.meta or {}) for x in split.samples])}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().float().contiguous() for k, v in model.state_dict().items()}
@@ -205,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     meta = {"task": "contrastive image-caption pretraining (open_clip ClipLoss)", "dataset": args.dataset,
             "source": source, "model_size": args.model, "images": len(train),
             "people": int(np.unique(train.subjects).size), "config": asdict(cfg), "final": history[-1]}
-    save_clip_checkpoint(model, out, cfg, meta, cfg.epochs)
+    save_clip_checkpoint(model, out, cfg, meta, cfg.epochs, split=train)
     log_path = out.with_suffix(".csv")
     with open(log_path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(history[0]))
