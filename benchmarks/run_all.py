@@ -16,13 +16,13 @@ HERE = Path(__file__).parent
 
 #: (script, quick arguments, full arguments)
 BENCHMARKS = [
-    ("bench_synth.py", ["--images", "500"], []),
-    ("probe_synth.py", [], []),
-    ("bench_baseline_synth.py", ["--seeds", "0"], []),
-    ("bench_dicefer.py", ["--part", "speed"], ["--part", "all"]),
-    ("bench_uafer.py", ["--steps", "2"], []),
-    ("bench_inference.py", ["--models", "dicefer", "uafer-tiny"], []),
-    ("bench_serve.py", ["--requests", "16"], []),
+    ("speed/bench_synth.py", ["--images", "500"], []),
+    ("diagnostics/probe_synth.py", [], []),
+    ("diagnostics/bench_baseline_synth.py", ["--seeds", "0"], []),
+    ("speed/bench_dicefer.py", ["--part", "speed"], ["--part", "all"]),
+    ("speed/bench_uafer.py", ["--steps", "2"], []),
+    ("speed/bench_inference.py", ["--models", "dicefer", "uafer-tiny"], []),
+    ("speed/bench_serve.py", ["--requests", "16"], []),
 ]
 
 

@@ -1,7 +1,7 @@
 """A tiny DICE-FER, started from an identity-pretrained ResNet-18, learns SynthFER above chance on unseen
 identities, and its expression code carries less identity than the baseline's features.
 
-Uses the pipeline of ``benchmarks/bench_dicefer.py`` (same data split, training and metrics) at a small size.
+Uses the pipeline of ``benchmarks/speed/bench_dicefer.py`` (same data split, training and metrics) at a small size.
 Slow: four ResNet-18s trained for three stages, then a baseline, on two CPU cores.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dicefer.py"
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "speed" / "bench_dicefer.py"
 
 
 #: one torch thread (conftest.one_thread): two OpenMP threads on a shared 2-core CPU spin on these small steps
@@ -59,14 +59,14 @@ def test_tiny_dicefer_learns_unseen_identities_with_less_identity_in_E_than_the_
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_seed_snippet_from_random_init_learns_unseen_identities_above_chance():
-    """The seed README's snippet as a new user runs it (``benchmarks/seed_snippet.py``): DICEFER's defaults
+    """The seed README's snippet as a new user runs it (``benchmarks/studies/seed_snippet.py``): DICEFER's defaults
     (random init, the paper's weights, the snippet's lr 1e-4), plain (image, label) loaders, 12 epochs per stage;
     only the image side is small (48 px). Stage 1 must not collapse E and stage 3 must converge, so the
     classifier beats chance on unseen people by two binomial standard errors of its 200 test images (0.05).
     Measured 2026-12-02, seed 0, two threads: 0.235 on an AMX Xeon, 0.210 on an AMD EPYC without AMX (seeds 1, 2
     there: 0.295, 0.275), chance 0.143, stage-1 MI 5.3-5.4 nats, var(E) 0.72-0.88; before issue 12's stage-1
     defaults this was 0.143."""
-    spec = importlib.util.spec_from_file_location("seed_snippet", BENCH.parent / "seed_snippet.py")
+    spec = importlib.util.spec_from_file_location("seed_snippet", BENCH.parents[1] / "studies" / "seed_snippet.py")
     snippet = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(snippet)
     out = snippet.run(seed=0, epochs=12, lr=1e-4, backbone=None)

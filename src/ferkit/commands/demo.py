@@ -130,7 +130,7 @@ def demo_entries(size: int, epochs: int, stage1_epochs: int | None = None,
         # The paper variant is the one whose u flags errors (the released variant's u measures how peaked its
         # unit-norm score is, and was higher on right answers); its prompt is the bare class word, inside the
         # stand-in CLIP's caption vocabulary (the paper's template is not: training warns about it). This is the
-        # `paper_bare` arm of benchmarks/study_uafer.sh.
+        # `paper_bare` arm of benchmarks/studies/study_uafer.sh.
         DemoEntry("UA-FER (tiny CLIP, paper variant)", "uafer",
                   model={"variant": "paper", "prompt_template": "{}", "alpha": 0.5, "fix_layer": 0,
                          "warmup_epochs": 1, "augment": "flip"},

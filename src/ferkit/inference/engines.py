@@ -27,7 +27,7 @@ class TorchEngine:
     Audits that need the identity code (``ferkit evaluate``) call ``method.predict`` themselves.
     ``channels_last`` puts the networks' weights and each batch in channels-last memory order, which the
     CPU's convolution kernels run faster (ResNet-18 at 112 px, fp32, 2 threads: 1.8x; see
-    benchmarks/bench_inference.py); ``lean=False`` and ``channels_last=False`` give the plain path."""
+    benchmarks/speed/bench_inference.py); ``lean=False`` and ``channels_last=False`` give the plain path."""
 
     def __init__(self, method, precision: str = "fp32", channels_last: bool = True, lean: bool = True):
         import inspect

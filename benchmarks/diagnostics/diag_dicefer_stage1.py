@@ -5,8 +5,8 @@ critics; see ``DiceFerMethod.stage1_step``) go to a JSONL file; at the end a log
 frozen E_M of the training images predicts the expression of unseen identities (the test split), and the
 same probe on a randomly initialised encoder is the reference. Model options as ``--set key=value``.
 
-    python benchmarks/diag_dicefer_stage1.py --steps 300 --out runs/diag_paper.jsonl
-    python benchmarks/diag_dicefer_stage1.py --steps 300 --set delta_warmup_steps=200 --out runs/diag_w.jsonl
+    python benchmarks/diagnostics/diag_dicefer_stage1.py --steps 300 --out runs/diag_paper.jsonl
+    python benchmarks/diagnostics/diag_dicefer_stage1.py --steps 300 --set delta_warmup_steps=200 --out runs/diag_w.jsonl
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """bf16 autocast against fp32, per method, over paired seeds with `ferkit compare`: what the faster numerics
 cost (or not) in accuracy, calibration and error detection.
 
-    .venv/bin/python benchmarks/study_precision.py [--methods baseline dicefer] [--seeds 5] [--out benchmarks/results/study_precision]
+    .venv/bin/python benchmarks/studies/study_precision.py [--methods baseline dicefer] [--seeds 5] [--out benchmarks/results/study_precision]
 
 For each method the script writes two `ferkit train --config` files that differ only in `train.precision`
 (fp32, the reference, and bf16) on one in-memory SynthFER render, and runs
@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 FERKIT = [sys.executable, "-m", "ferkit"]
-UAFER_PAPER = Path(__file__).resolve().parent / "studies" / "uafer" / "paper.yaml"
+UAFER_PAPER = Path(__file__).resolve().parent / "uafer" / "paper.yaml"
 
 
 def method_config(method: str, size: int, identities: int, images: int) -> dict:
@@ -34,7 +34,7 @@ def method_config(method: str, size: int, identities: int, images: int) -> dict:
         return {"method": "baseline", "data": data, "train": {"epochs": 8, "batch_size": 64, "lr": 3e-4},
                 "model": {"image_size": size, "channels": 1, "align": "none"}}
     if method == "dicefer":
-        # the random-init DICE-FER study's schedule (benchmarks/study_dicefer_random.sh): the defaults' stage 1
+        # the random-init DICE-FER study's schedule (benchmarks/studies/study_dicefer_random.sh): the defaults' stage 1
         return {"method": "dicefer", "data": data, "train": {"epochs": 10, "batch_size": 32, "lr": 3e-4},
                 "model": {"image_size": size, "channels": 1, "align": "none", "whitening": "per_image",
                           "augment": "dicefer14", "stage1_epochs": 15, "stage2_epochs": 2, "stage3_epochs": 10}}
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if "uafer" in args.methods and not args.dry_run:
         clip = Path(yaml.safe_load(UAFER_PAPER.read_text())["model"]["clip_path"])
         if not clip.is_file():
-            print(f"{clip} is missing: run benchmarks/study_uafer.sh first (it pretrains the tiny CLIP the UA-FER "
+            print(f"{clip} is missing: run benchmarks/studies/study_uafer.sh first (it pretrains the tiny CLIP the UA-FER "
                   "arms start from), or leave uafer out of --methods.", file=sys.stderr)
             return 2
     for method in args.methods:

@@ -1,7 +1,7 @@
 """The seed README's DICE-FER snippet as a new user runs it, on SynthFER: accuracy on unseen people from random
 init and from an identity-pretrained start (issue 12's "learning from any start").
 
-    .venv/bin/python benchmarks/seed_snippet.py [--epochs 12] [--lr 1e-4] [--seeds 0] [--pretrain-epochs 6]
+    .venv/bin/python benchmarks/studies/seed_snippet.py [--epochs 12] [--lr 1e-4] [--seeds 0] [--pretrain-epochs 6]
                                                 [--starts random pretrained baseline] [--out results.jsonl]
 
 The snippet's calls (``DICEFER(num_classes=7, feature_dim=64, lambda_exp=1.0, lambda_id=1.0, lambda_adv=0.1)``,

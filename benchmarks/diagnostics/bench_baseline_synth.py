@@ -1,6 +1,6 @@
 """Baseline accuracy on unseen SynthFER identities at confounding 0 and 0.8, 3 seeds each (the demo's setting).
 
-    python benchmarks/bench_baseline_synth.py [--seeds 0 1 2] [--confounding 0 0.8] [--epochs 8] [--size 64]
+    python benchmarks/diagnostics/bench_baseline_synth.py [--seeds 0 1 2] [--confounding 0 0.8] [--epochs 8] [--size 64]
 
 Each seed re-renders SynthFER (24 identities x 56 images, split by identity) and retrains the baseline;
 prints per-run numbers and mean ± std per confounding level, and writes them to --out/results.json.

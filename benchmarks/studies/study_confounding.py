@@ -1,6 +1,6 @@
 """Where DICE-FER's invariance pays: a confounding sweep at equal budget, over paired seeds (issue 29).
 
-    .venv/bin/python benchmarks/study_confounding.py [--levels 0 0.5 0.8 0.95 1.0] [--seeds 8]
+    .venv/bin/python benchmarks/studies/study_confounding.py [--levels 0 0.5 0.8 0.95 1.0] [--seeds 8]
         [--out benchmarks/results/study_confounding] [--dry-run]
 
 SynthFER (60 people x 20 images, 48 px gray; 36 train / 12 validation / 12 unseen test people), the
@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 
 FERKIT = [sys.executable, "-m", "ferkit"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def rel(path: Path) -> str:

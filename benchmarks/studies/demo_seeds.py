@@ -2,7 +2,7 @@
 whether DICE-FER's code carries less identity than the baseline's features, and what it costs in accuracy, with
 95% intervals rather than the demo's one seed.
 
-    .venv/bin/python benchmarks/demo_seeds.py --seeds 0 1 2 3 [--out results.jsonl]
+    .venv/bin/python benchmarks/studies/demo_seeds.py --seeds 0 1 2 3 [--out results.jsonl]
 
 Each seed renders the demo's SynthFER with that seed, pretrains its identity ResNet-18 with it and trains both
 rows (``ferkit.commands.demo.run_demo``, UA-FER left out: its start is another network). One JSON line per (seed,

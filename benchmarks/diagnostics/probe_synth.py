@@ -1,6 +1,6 @@
 """How learnable and how confounded SynthFER is, from pixels alone (logistic-regression probes).
 
-    .venv/bin/python benchmarks/probe_synth.py [--confounding 0 0.8] [--identities 40] [--images-per-identity 56]
+    .venv/bin/python benchmarks/diagnostics/probe_synth.py [--confounding 0 0.8] [--identities 40] [--images-per-identity 56]
 
 For each confounding value: renders SynthFER (seed 0, 112 px unless --size), downsamples to 32x32 grey,
 standardises with training statistics, and reports

@@ -1,6 +1,6 @@
 """SynthFER rendering speed: images per second, one process and N worker processes, side by side.
 
-    .venv/bin/python benchmarks/bench_synth.py [--images 1000] [--size 112] [--workers 2]
+    .venv/bin/python benchmarks/speed/bench_synth.py [--images 1000] [--size 112] [--workers 2]
 
 Renders the same rows (planned once) with ``render_rows`` in one process and with ``--workers``
 processes, checks the two give identical bytes, and prints images/s (wall clock) for each, the

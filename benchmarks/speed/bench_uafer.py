@@ -17,7 +17,7 @@ lamda_kd 1) on the same batch, forward + backward + AdamW step:
 
 Each side runs in its own subprocess (so peak memory is its own): the step time is the median over
 ``--steps`` steps after one warm-up step; memory is the peak resident set sampled during the timed steps
-and the process's ru_maxrss. Usage: ``python benchmarks/bench_uafer.py [--batch 8] [--steps 3]``.
+and the process's ru_maxrss. Usage: ``python benchmarks/speed/bench_uafer.py [--batch 8] [--steps 3]``.
 """
 
 from __future__ import annotations

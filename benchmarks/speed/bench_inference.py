@@ -1,6 +1,6 @@
 """Inference speed: faces per second for DICE-FER and UA-FER, torch fp32 vs bf16 vs onnxruntime.
 
-    .venv/bin/python benchmarks/bench_inference.py [--models dicefer uafer-tiny uafer-vitb16]
+    .venv/bin/python benchmarks/speed/bench_inference.py [--models dicefer uafer-tiny uafer-vitb16]
         [--batch 64] [--faces 128] [--photos 8] [--repeats 3] [--threads 2] [--device cpu] [--out x.json]
 
 For each model (random weights: speed does not depend on them) and each engine, side by side in one

@@ -1,6 +1,6 @@
 """Throughput and latency of `ferkit serve` on loopback, with and without request batching.
 
-    .venv/bin/python benchmarks/bench_serve.py [--checkpoint CKPT] [--requests 32] [--concurrency 1 8 32]
+    .venv/bin/python benchmarks/speed/bench_serve.py [--checkpoint CKPT] [--requests 32] [--concurrency 1 8 32]
 
 Starts the server in this process (uvicorn in a background thread, 127.0.0.1 only) over a real checkpoint
 (without --checkpoint, a ResNet-18 baseline trained for a few steps on tiny SynthFER is written to a temp

@@ -9,8 +9,8 @@
 (b) speed: time of one stage-1 (and stage-2) step on B pairs divided by one baseline step on the same 2B
     images, measured side by side in one process (interleaved repeats, median).
 
-    python benchmarks/bench_dicefer.py --part speed
-    python benchmarks/bench_dicefer.py --part quality --seeds 0 1 2 --out runs/bench_dicefer.json
+    python benchmarks/speed/bench_dicefer.py --part speed
+    python benchmarks/speed/bench_dicefer.py --part quality --seeds 0 1 2 --out runs/bench_dicefer.json
 """
 
 from __future__ import annotations

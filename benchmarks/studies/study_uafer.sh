@@ -4,13 +4,13 @@
 # tiny CLIP pretrained contrastively on expression captions of OTHER people (render seed 1000; the study's
 # render is seed 0). Reports error-detection AUROC of u, ECE, AURC and accuracy per arm, over 5 seeds.
 #
-#   benchmarks/study_uafer.sh            # from the repository root; OMP_NUM_THREADS is respected
+#   benchmarks/studies/study_uafer.sh            # from the repository root; OMP_NUM_THREADS is respected
 #
 # Needs `ferkit compare` (the paired-seed study command). The pretrained CLIP is made once and reused; the
 # study's finished runs are in benchmarks/results/study_uafer, so rerunning only rewrites the summary (a
 # changed config is refused; remove that folder to redo it).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT=benchmarks/results/study_uafer          # each run's result.json and the summaries, kept in the repository
 CLIP=runs/study_uafer/clip_tiny_captions.pt # the path the configs name (made here when missing)
 STUDY=benchmarks/studies/uafer

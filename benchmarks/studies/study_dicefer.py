@@ -1,7 +1,7 @@
 """The DICE-FER studies README reports, run with `ferkit compare`: DICE-FER against the baseline on SynthFER
 at several confounding levels, with the paper's own ablation (swap: false), over paired seeds.
 
-    .venv/bin/python benchmarks/study_dicefer.py [--confounding 0 0.8] [--seeds 8] [--out runs/study_dicefer]
+    .venv/bin/python benchmarks/studies/study_dicefer.py [--confounding 0 0.8] [--seeds 8] [--out runs/study_dicefer]
                                                  [--pretrain-epochs 6] [--dry-run]
 
 For each confounding level c the script writes three `ferkit train --config` files into OUT/c<c>/configs/
