@@ -96,3 +96,20 @@ def test_photo_rows_detected_together_equal_one_photo_at_a_time(dicefer):
     np.testing.assert_allclose([r["box"] for r in rows], ref_boxes, atol=0.01)
     got = np.array([[r["probs"][c] for c in model.classes] for r in rows])
     np.testing.assert_allclose(got, reference_probs(method, ref_crops), rtol=0, atol=ROUNDED)
+
+
+@pytest.mark.parametrize("bf16_faster,expected", [(False, "torch"), (True, "torch-bf16")])
+def test_precision_auto_picks_bf16_only_where_the_cpu_runs_it_faster(bf16_faster, expected, tmp_path, monkeypatch):
+    """``--precision auto`` follows ``train --precision auto``: bf16 where the hardware runs it natively and faster
+    (AMX, Arm BF16, GPUs), fp32 elsewhere; ``--engine auto`` takes torch for a checkpoint, onnx for a .onnx."""
+    from ferkit.engine import devices
+    from ferkit.export import export_onnx
+    from ferkit.inference.model import load_model
+    from ferkit_testmodels import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "m", channels=3)
+    monkeypatch.setattr(devices, "cpu_bf16_is_faster", lambda: bf16_faster)
+    model = load_model(ckpt, device="cpu", engine="auto", precision="auto")
+    assert model.engine.name == expected
+    export_onnx(ckpt, tmp_path / "m.onnx", check=False)
+    assert load_model(tmp_path / "m.onnx", device="cpu", engine="auto").engine.name.startswith("onnx")

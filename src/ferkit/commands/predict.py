@@ -46,9 +46,11 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="faces per forward pass (default 32)")
     p.add_argument("--abstain-above", type=float, default=None, metavar="U",
                    help="mark faces whose uncertainty exceeds U as abstained")
-    p.add_argument("--engine", choices=("torch", "onnx"), default=None,
-                   help="torch or onnx (default: by the checkpoint's suffix)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="torch engine precision")
+    p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto",
+                   help="auto (default: onnx for a .onnx file, else torch), torch or onnx")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                   help="torch engine precision: fp32 (default, the reference numbers), bf16, or auto (bf16 where "
+                        "the hardware runs it natively and faster: GPUs, AMX CPUs; else fp32)")
     p.add_argument("--aligned", action="store_true", help="inputs are aligned crops: skip face detection")
     p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th video frame")
     p.add_argument("--smooth", type=float, default=0.0, metavar="SECONDS",

