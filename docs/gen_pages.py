@@ -5,7 +5,8 @@
   comment, read from the dataclasses' source (``[INFERRED]`` choices marked);
 * ``docs/results/``: one page per stored result under ``benchmarks/results/`` named in its ``catalog.json``
   (studies from their ``summary.json``; row files from their ``.jsonl``), with machine, date and the command
-  that reproduces it, and the study's figure copied beside the page.
+  that reproduces it, and the study's figure copied beside the page; and ``results/speed.md``, every stored
+  speed measurement (``benchmarks/results/speed/*.json``) with its machine.
 
     python docs/gen_pages.py           # (re)write the pages
     python docs/gen_pages.py --check   # exit 1, naming each page that differs from what would be written
@@ -200,8 +201,45 @@ def results_pages() -> dict[str, str | bytes]:
     return pages
 
 
+def _flatten(value, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested results as (dotted key, printed value) rows, in their stored order."""
+    if isinstance(value, dict):
+        return [row for k, v in value.items() for row in _flatten(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(value, list) and value and all(isinstance(v, (dict, list)) for v in value):
+        return [row for i, v in enumerate(value) for row in _flatten(v, f"{prefix}[{i}]")]
+    if isinstance(value, float):
+        return [(prefix, f"{value:.4g}")]
+    if isinstance(value, list):
+        return [(prefix, ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value))]
+    return [(prefix, str(value))]
+
+
+def speed_page() -> str:
+    """Every stored speed measurement (``benchmarks/results/speed/*.json``), each with its machine and command."""
+    files = sorted((RESULTS / "speed").glob("*.json"))
+    lines = [GENERATED.format(source="`benchmarks/results/speed/*.json`"), "# Speed, stored\n",
+             "Each table is one run of a speed benchmark with `--store`, as it wrote it: the machine (CPU, what it runs "
+             "natively, threads, load), the versions, the date and the command. Figures from different machines are "
+             "compared as ratios measured side by side in one run, never across tables.\n"]
+    if not files:
+        lines.append("No speed benchmark has stored its output yet; the [dated measurements](../performance.md) "
+                     "are all there is so far.\n")
+    for path in files:
+        doc = json.loads(path.read_text())
+        m = doc["machine"]
+        lines += [f"## {doc['benchmark']}", "",
+                  f"- Machine: {m['cpu']} ({m['cpu_class']}), {m['cores']} cores, {m['torch_threads']} torch threads, "
+                  f"load {m.get('load_average_1min')}" + (f", GPU {m['gpu']}" if m.get("gpu") else ""),
+                  f"- Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}; commit {m.get('commit')}",
+                  f"- Date: {m['date']}", f"- Reproduce: `{doc['command']}`", "",
+                  "| quantity | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in _flatten(doc["results"])]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def all_pages() -> dict[str, str | bytes]:
-    return {**cli_pages(), "options.md": options_page(), **results_pages()}
+    return {**cli_pages(), "options.md": options_page(), **results_pages(), "results/speed.md": speed_page()}
 
 
 def main(argv: list[str] | None = None) -> int:

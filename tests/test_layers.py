@@ -60,7 +60,7 @@ LAYERS = {
     1: ("data", "losses"),
     2: ("models", "engine", "serve"),
     3: ("metrics", "methods", "external"),
-    4: ("api", "inference", "export", "pretrain", "doctor"),
+    4: ("api", "inference", "export", "pretrain", "doctor", "machine"),
     5: ("study", "report"),
     6: ("commands", "cli", "__main__"),
 }

@@ -244,11 +244,17 @@ def main() -> None:
     p.add_argument("--mig-steps", type=int, default=300)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="")
+    p.add_argument("--store", action="store_true",
+                   help="store the speed part in benchmarks/results/speed/dicefer_step.json")
     args = p.parse_args()
     report: dict = {"args": vars(args)}
     if args.part in ("speed", "all"):
         report["speed"] = speed(args)
         print(json.dumps(report["speed"], indent=1), flush=True)
+        if args.store:
+            from stored import store
+
+            store("dicefer_step", report["speed"])
     if args.part in ("quality", "all"):
         runs = []
         for conf in args.confounding:

@@ -26,6 +26,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=112, help="image side in pixels")
     ap.add_argument("--workers", type=int, default=2, help="processes for the parallel run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--store", action="store_true", help="store the result in benchmarks/results/speed/synth.json")
     args = ap.parse_args()
 
     per_id = 50
@@ -55,6 +56,10 @@ def main() -> int:
           f"(CPU-time rate {n / single_cpu:.0f} img/s); {args.workers} processes {n / multi_wall:.0f} img/s "
           f"(x{single_wall / multi_wall:.2f}); identical bytes: {same}")
     print(json.dumps(result))
+    if args.store:
+        from stored import store
+
+        store("synth", result, threads=1)
     return 0 if same else 1
 
 

@@ -178,6 +178,7 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", choices=("auto", "bf16", "fp32"),
                     help="ferkit's precision (default fp32: what training uses unless told otherwise)")
     ap.add_argument("--child", choices=["ferkit", "ferkit-warm", "reference"])
+    ap.add_argument("--store", action="store_true", help="store the result in benchmarks/results/speed/uafer_step.json")
     args = ap.parse_args()
     if args.child:
         _child(args.child, args.batch, args.steps, args.threads, args.precision)
@@ -206,6 +207,16 @@ def main() -> None:
     t_50 = (2 * t_ours + 48 * t_warm) / 50
     print(f"speed ratio (reference / ferkit): {t_ref / t_ours:.2f}x with the teacher run (first epoch), "
           f"{t_ref / t_warm:.2f}x remembered; over 50 RAF-DB epochs {t_ref / t_50:.2f}x")
+    if args.store:
+        from stored import store
+
+        store("uafer_step", {"batch": args.batch, "steps": args.steps, "precision": ours_precision,
+                             "step_s": {"released way (fp32)": t_ref, "ferkit, teacher run": t_ours,
+                                        "ferkit, teacher output remembered": t_warm},
+                             "peak_rss_in_steps_mb": {k: r["peak_step_mb"] for k, r in results.items()},
+                             "ratio_reference_over_ferkit": {"teacher run": t_ref / t_ours,
+                                                             "teacher remembered": t_ref / t_warm,
+                                                             "50 RAF-DB epochs": t_ref / t_50}}, threads=args.threads)
 
 
 if __name__ == "__main__":
