@@ -15,6 +15,7 @@ lazy set-up) are dropped and the median of the rest is reported. Peak memory is
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import time
@@ -82,7 +83,8 @@ def run(method_name: str, device: str, size: int, batch: int, warmup: int, steps
                            model_config(method_name, size, model_size))
     splits = random_splits(size, n * batch)
     dev = resolve_device(device)
-    if dev.type == "cuda":
+    if dev.type == "cuda":                  # the previous precision's tensors gone before its peak is read
+        gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
     method = timed_method(get_method(method_name)(cfg, splits["train"].label_space, dev))
