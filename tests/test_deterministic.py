@@ -90,11 +90,11 @@ def test_compare_passes_the_flag_to_every_configuration(tmp_path, monkeypatch):
 def test_demo_runs_everything_deterministic_with_the_flag(tmp_path, monkeypatch):
     seen = []
 
-    def entries(*args):
-        seen.append((torch.are_deterministic_algorithms_enabled(), args[-1]))
+    def run_demo(*args, deterministic=False, **kwargs):
+        seen.append((torch.are_deterministic_algorithms_enabled(), deterministic))
         return []
 
-    monkeypatch.setattr("ferkit.commands.demo._run_entries", entries)
+    monkeypatch.setattr("ferkit.commands.demo.run_demo", run_demo)
     assert main(["demo", "--quick", "--deterministic", "--out", str(tmp_path)]) == 0
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     assert seen == [(True, True), (False, False)]

@@ -158,24 +158,15 @@ def run_demo(out: str | Path, identities: int = 24, images_per_identity: int = 5
     """Render SynthFER once, train every entry on it, and return one result row per entry.
 
     ``quick`` shrinks the pretraining of the starting weights to the ``QUICK`` budget (the caller passes the
-    demo's own small sizes); ``deterministic`` runs everything, the pretrainings included, with deterministic
-    kernels (``seeding.deterministic_run``; each method's run records ``train.deterministic``)."""
-    from ferkit.engine.seeding import deterministic_run
-
-    with deterministic_run(deterministic):
-        return _run_entries(Path(out), identities, images_per_identity, size, confounding, epochs, seed, device,
-                            entries, progress, quick, stage1_epochs, resnet_size, deterministic)
-
-
-def _run_entries(out: Path, identities: int, images_per_identity: int, size: int, confounding: float, epochs: int,
-                 seed: int, device: str, entries: list[DemoEntry] | None, progress: bool, quick: bool,
-                 stage1_epochs: int | None, resnet_size: int | None, deterministic: bool) -> list[dict]:
+    demo's own small sizes); ``deterministic`` sets ``train.deterministic`` in every entry's run (``ferkit demo
+    --deterministic`` also runs the pretrainings inside ``seeding.deterministic_run``)."""
     import time
 
     from ferkit.config import build_experiment
     from ferkit.data.synthetic import render_synthfer
     from ferkit.engine.trainer import train
 
+    out = Path(out)
     t0 = time.time()
     synth = render_synthfer(identities=identities, images_per_identity=images_per_identity, size=size,
                             confounding=confounding, seed=seed)
@@ -283,8 +274,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"demo: --resnet-size must be at most --size ({args.size}), not {args.resnet_size}: "
                           "the faces are rendered at --size and only resized down.")
     stage1, resnet_size = (epochs, size) if args.quick else (args.stage1_epochs, args.resnet_size)
-    rows = run_demo(args.out, identities, images, size, args.confounding, epochs, args.seed, args.device,
-                    quick=args.quick, stage1_epochs=stage1, resnet_size=resnet_size, deterministic=args.deterministic)
+    from ferkit.engine.seeding import deterministic_run
+
+    with deterministic_run(args.deterministic):
+        rows = run_demo(args.out, identities, images, size, args.confounding, epochs, args.seed, args.device,
+                        quick=args.quick, stage1_epochs=stage1, resnet_size=resnet_size,
+                        deterministic=args.deterministic)
     table = format_table(rows, chance=1 / 7)
     print("\n" + table)
     out = Path(args.out)
