@@ -50,3 +50,16 @@ def test_two_ranks_train_identical_weights(tmp_path):
     train(tiny_config(tmp_path / "single", epochs=2, batch_size=8), splits=toy_splits(), progress=False)
     single = TinyMethod.last.net.state_dict()
     assert all(torch.allclose(single[k], w0[k], atol=1e-5) for k in single)
+
+
+def test_an_unknown_backend_is_one_sentence_before_any_process_group(monkeypatch):
+    import pytest
+
+    from ferkit.engine.distributed import init_distributed
+    from ferkit.errors import ConfigError
+
+    for k, v in {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1",
+                 "FERKIT_DIST_BACKEND": "mpi"}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError, match="FERKIT_DIST_BACKEND=mpi is not known; use nccl or gloo"):
+        init_distributed("cpu")

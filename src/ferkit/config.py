@@ -45,6 +45,8 @@ class TrainConfig:
     batch_size: int = 32                 # per-process batch size
     lr: float = 1e-4                     # base learning rate
     seed: int = 42                       # seed for weights, data order and augmentation
+    deterministic: bool = False          # deterministic kernels (torch, cuDNN, cuBLAS); ops without one warn, and
+    #                                      the run log lists them (seeding.deterministic_run)
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     precision: str = "fp32"              # fp32 (exact: the reference numbers) | bf16 (autocast; changes numbers) |
     #                                      auto (opt-in: bf16 on GPUs and on CPUs where it is faster, else fp32)

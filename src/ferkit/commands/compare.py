@@ -45,6 +45,8 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--contrast", action="append", default=[], metavar="B-A",
                    help="also report the paired difference B - A of two named configurations (repeatable), e.g. "
                         "an ablation against its full method when neither is the reference")
+    p.add_argument("--deterministic", action="store_true",
+                   help="train every run with deterministic kernels (the same as --set train.deterministic=true)")
     p.add_argument("--summary-only", action="store_true",
                    help="write the summary of the runs finished so far, training nothing")
     return p
@@ -108,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--first-seed must be 0 or more, got {args.first_seed}.")
     if args.modified_mig_steps < 0 or args.batch_size < 1:
         raise ConfigError("--modified-mig-steps must be 0 or more and --batch-size at least 1.")
-    configs = {name: train_config_dict(path, args.set) for name, path in parse_pairs(args.configs).items()}
+    sets = [*args.set, *(["train.deterministic=true"] if args.deterministic else [])]
+    configs = {name: train_config_dict(path, sets) for name, path in parse_pairs(args.configs).items()}
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     evaluation = {"batch_size": args.batch_size, "device": args.device, "leakage": not args.no_leakage,
                   "modified_mig_steps": args.modified_mig_steps}

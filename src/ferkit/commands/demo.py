@@ -155,6 +155,8 @@ def register(sub) -> argparse.ArgumentParser:
                         f"train at, resized from --size (default {RESNET_SIZE}; at most --size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels for every training, the pretrainings included (train.deterministic)")
     p.add_argument("--quick", action="store_true",
                    help="the same steps on a tiny budget (8 identities x 14 images, 32 px, 1 epoch each, small "
                         "pretraining): checks that everything runs in a minute or two; replaces the budget flags, "
@@ -165,11 +167,13 @@ def register(sub) -> argparse.ArgumentParser:
 def run_demo(out: str | Path, identities: int = 24, images_per_identity: int = 56, size: int = 64,
              confounding: float = 0.0, epochs: int = 8, seed: int = 0, device: str = "auto",
              entries: list[DemoEntry] | None = None, progress: bool = True, quick: bool = False,
-             stage1_epochs: int | None = None, resnet_size: int | None = None) -> list[dict]:
+             stage1_epochs: int | None = None, resnet_size: int | None = None,
+             deterministic: bool = False) -> list[dict]:
     """Render SynthFER once, train every entry on it, and return one result row per entry.
 
     ``quick`` shrinks the pretraining of the starting weights to the ``QUICK`` budget (the caller passes the
-    demo's own small sizes)."""
+    demo's own small sizes); ``deterministic`` sets ``train.deterministic`` in every entry's run (``ferkit demo
+    --deterministic`` also runs the pretrainings inside ``seeding.deterministic_run``)."""
     import time
 
     from ferkit.config import build_experiment
@@ -189,7 +193,8 @@ def run_demo(out: str | Path, identities: int = 24, images_per_identity: int = 5
     rows = []
     prepared: dict[str, tuple[dict, str]] = {}
     for entry in entries if entries is not None else demo_entries(size, epochs, stage1_epochs, resnet_size):
-        tr = {"seed": seed, "device": device, "out": str(out / entry.method), **entry.train}
+        tr = {"seed": seed, "device": device, "out": str(out / entry.method), "deterministic": deterministic,
+              **entry.train}
         model = dict(entry.model)
         if entry.prepare:
             if entry.prepare not in prepared:
@@ -320,8 +325,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"demo: --resnet-size must be at most --size ({args.size}), not {args.resnet_size}: "
                           "the faces are rendered at --size and only resized down.")
     stage1, resnet_size = (epochs, size) if args.quick else (args.stage1_epochs, args.resnet_size)
-    rows = run_demo(args.out, identities, images, size, args.confounding, epochs, args.seed, args.device,
-                    quick=args.quick, stage1_epochs=stage1, resnet_size=resnet_size)
+    from ferkit.engine.seeding import deterministic_run
+
+    with deterministic_run(args.deterministic):
+        rows = run_demo(args.out, identities, images, size, args.confounding, epochs, args.seed, args.device,
+                        quick=args.quick, stage1_epochs=stage1, resnet_size=resnet_size,
+                        deterministic=args.deterministic)
     table = format_table(rows, chance=1 / 7) + "\n\n" + "\n".join(stored_evidence())
     print("\n" + table)
     out = Path(args.out)

@@ -34,7 +34,8 @@ def resolve_device(spec: str = "auto", local_rank: int | None = None) -> torch.d
         if not torch.cuda.is_available():
             raise ConfigError(f"Device '{spec}' was asked for but no CUDA GPU is available; use --device cpu.")
         if spec == "cuda":
-            index = local_rank if local_rank is not None else torch.cuda.current_device()
+            # ranks beyond the GPU count share them (gloo only: FERKIT_DIST_BACKEND, engine/distributed.py)
+            index = local_rank % torch.cuda.device_count() if local_rank is not None else torch.cuda.current_device()
             return torch.device("cuda", index)
         try:
             index = int(spec.split(":", 1)[1])

@@ -1,5 +1,8 @@
 """torch.distributed for ``torchrun --nproc_per_node=N ferkit train ...`` (gloo on CPU, NCCL on GPU).
 
+``FERKIT_DIST_BACKEND=gloo`` runs gloo on GPUs too, where processes may share a GPU (rank r on GPU r mod n):
+NCCL refuses two processes on one GPU, so that is how DDP is checked on a one-GPU machine.
+
 Modules are not wrapped in DistributedDataParallel (methods call critics several times per step); instead
 the engine broadcasts the initial weights from rank 0, :class:`ferkit.engine.method.StepContext` averages
 gradients with one flat all-reduce per step, and buffers (BatchNorm running statistics) are broadcast from
@@ -51,9 +54,17 @@ def init_distributed(device_spec: str = "auto") -> DistInfo:
         if var not in os.environ:
             raise ConfigError(f"WORLD_SIZE={world} is set but {var} is not; launch with torchrun --nproc_per_node=N.")
     use_cuda = device_spec != "cpu" and torch.cuda.is_available()
+    backend = os.environ.get("FERKIT_DIST_BACKEND") or ("nccl" if use_cuda else "gloo")
+    if backend not in ("nccl", "gloo"):
+        raise ConfigError(f"FERKIT_DIST_BACKEND={backend} is not known; use nccl or gloo (or leave it unset).")
     if use_cuda:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world)
+        gpus = torch.cuda.device_count()
+        if local_rank >= gpus and backend == "nccl":
+            raise ConfigError(f"Process {local_rank + 1} of this node has no GPU of its own ({gpus} here) and NCCL "
+                              "puts one process on each GPU; start at most that many, or set "
+                              "FERKIT_DIST_BACKEND=gloo to share GPUs (slower; for checks).")
+        torch.cuda.set_device(local_rank % gpus)
+    dist.init_process_group(backend=backend, rank=rank, world_size=world)
     return DistInfo(rank, world, local_rank, True)
 
 

@@ -40,7 +40,13 @@ from ferkit.engine.evaluate import evaluate_split
 from ferkit.engine.logging import RunLogger
 from ferkit.engine.loop import EpochStats, Position, TrainData, batch_plan, cache_root, move_batch
 from ferkit.engine.method import StepContext
-from ferkit.engine.seeding import capture_rng, restore_rng, seed_everything
+from ferkit.engine.seeding import (
+    DeterministicRun,
+    capture_rng,
+    deterministic_run,
+    restore_rng,
+    seed_everything,
+)
 from ferkit.errors import CheckpointError, DataError, TrainingError
 
 
@@ -94,6 +100,7 @@ class _Run:
         self.stats = EpochStats()
         self.elapsed = 0.0
         self.warnings: list[str] = []     # the method's warnings (e.g. DICE-FER's collapse), for metrics.json
+        self.determinism = DeterministicRun(bool(cfg.train.deterministic))   # filled by deterministic_run
 
     # --- set-up --------------------------------------------------------------------------------------
     def _setup(self, resume: str | None) -> None:
@@ -179,7 +186,8 @@ class _Run:
         for note in self.notes:
             log.info(note)
         log.info(f"device {self.device}, {describe_precision(self.amp)}, processes {self.info.world_size}, "
-                 f"batch {cfg.train.batch_size} per process, seed {cfg.train.seed}")
+                 f"batch {cfg.train.batch_size} per process, seed {cfg.train.seed}, deterministic kernels "
+                 f"{'on' if cfg.train.deterministic else 'off'}")
         for k, v in self.method.describe().items():
             log.info(f"  {k}: {v}")
         if self.val_name == "test":
@@ -195,7 +203,8 @@ class _Run:
     # --- the loop ------------------------------------------------------------------------------------
     def run(self, resume: str | None) -> RunResult:
         try:
-            return self._run(resume)
+            with deterministic_run(self.determinism.enabled) as self.determinism:
+                return self._run(resume)
         finally:
             if hasattr(self, "log"):
                 self.log.close()
@@ -371,7 +380,9 @@ class _Run:
         meta = {"method": cfg.method, "kind": kind, "config": _plain(cfg.to_dict()),
                 "label_space": self.label_space.to_dict(), "preprocessing": self.method.preprocessing().to_dict(),
                 "describe": self.method.describe(), "position": dataclasses.asdict(self.pos),
-                "best": self.best, **(extra or {})}
+                "best": self.best, "deterministic": {"enabled": self.determinism.enabled,
+                                                     "nondeterministic_ops": sorted(self.determinism.ops)},
+                **(extra or {})}
         state = None
         if kind == "last":
             state = {"position": dataclasses.asdict(self.pos), "rng": capture_rng(), "best": self.best,
@@ -413,6 +424,8 @@ class _Run:
             t = metrics["test"]
             self.log.info(f"test ({t['weights']} weights, {t['n']} images): accuracy {t['accuracy']:.4f}, "
                           f"mean class accuracy {t['mean_class_accuracy']:.4f}")
+        metrics.update(deterministic=self.determinism.enabled, nondeterministic_ops=sorted(self.determinism.ops))
+        self.log.info(self.determinism.summary())
         if self.info.is_main:
             (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
         dist_utils.barrier(self.info)

@@ -139,7 +139,7 @@ def _train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: flo
     best = {"loss": math.inf, "step": 0, "state": copy.deepcopy(net.state_dict())}
     stale = 0
     for step in range(1, steps + 1):
-        idx = torch.randint(0, len(x), (min(batch, len(x)),), generator=gen)
+        idx = torch.randint(0, len(x), (min(batch, len(x)),), generator=gen).to(x.device)   # (batch,)
         loss = F.cross_entropy(net(x[idx]), y[idx])
         opt.zero_grad()
         loss.backward()
@@ -169,11 +169,13 @@ def _fold_standardisation(net: nn.Module, mean: torch.Tensor, std: torch.Tensor)
 def converge_classifier(net: nn.Module, codes: torch.Tensor, labels: torch.Tensor, groups: np.ndarray,
                         max_steps: int = 4000, patience: int = 10, holdout: float = 0.2, lr: float = 1e-3,
                         batch: int = 256, seed: int = 0) -> dict:
-    """Fit ``net`` (codes (N, d) -> logits) to convergence (see module docstring); returns what it did."""
+    """Fit ``net`` (codes (N, d) -> logits) to convergence (see module docstring); returns what it did.
+    The codes may sit on the host (DICE-FER keeps them there between epochs): they move to ``net``'s device."""
     rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    x = codes.float()
-    y = labels.long()
+    gen = torch.Generator().manual_seed(seed)                                     # on the host, as the RNG draws
+    device = next(net.parameters()).device
+    x = codes.float().to(device)
+    y = labels.long().to(device)
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
     z = (x - mean) / std                                                          # (N, d)
     start = copy.deepcopy(net.state_dict())
@@ -181,6 +183,7 @@ def converge_classifier(net: nn.Module, codes: torch.Tensor, labels: torch.Tenso
     if held.all() or not held.any():
         held = torch.zeros(len(x), dtype=torch.bool)
         held[torch.randperm(len(x), generator=gen)[: max(1, len(x) // 5)]] = True
+    held = held.to(device)
     search = _train(net, z[~held], y[~held], max_steps, lr, batch, gen, val=(z[held], y[held]), patience=patience)
     stopped = "held-out loss stopped improving" if search["steps"] < max_steps else f"cap of {max_steps} steps"
     net.load_state_dict(start)                                                    # refit on every code

@@ -123,6 +123,7 @@ class UAFERMethod(Method):
                         "are not known here).")
             visual = copy.deepcopy(self.net.visual)
         self._initial_visual = None
+        visual.to(self.device)             # copied on the host before the net moved: compared on one device
         k = self.net.num_frozen_blocks
         self._share = (self.cfg.model.share_frozen and self.cfg.model.resolved("teacher_view") == "same"
                        and self.net.fix_layer >= 0 and lower_blocks_equal(self.net.visual, visual, k))
