@@ -31,7 +31,7 @@ from ferkit.engine.checkpoint import (
     config_changes,
     load_network_weights,
     read_checkpoint,
-    read_train_state,
+    read_resume_pair,
     resolve_checkpoint_path,
     save_checkpoint,
 )
@@ -135,11 +135,10 @@ class _Run:
 
     def _load_resume(self, resume: str) -> None:
         path = resolve_checkpoint_path(resume, "last")
-        ckpt = read_checkpoint(path)
+        ckpt, state, self._discarded = read_resume_pair(path)
         if ckpt.meta.get("method") != self.cfg.method:
             raise CheckpointError(f"Cannot resume {path}: it was trained with method '{ckpt.meta.get('method')}', "
                                   f"not '{self.cfg.method}'.")
-        state = read_train_state(path, expect_token=ckpt.meta.get("save_token"))
         load_network_weights(self.networks, ckpt)
         self.method.load_train_state(state.get("method", {}))
         by_phase = state.get("optimizers", {})
@@ -187,6 +186,8 @@ class _Run:
                         "does; best.safetensors is then selected on test and its accuracy is optimistic")
         if self.state is not None:
             p = self.pos
+            if self._discarded:
+                log.warning(self._discarded)
             log.info(f"resumed from {self._resume_from}: phase {p.phase} epoch {p.epoch} batch {p.batch} "
                      f"(step {p.global_step})")
             for key, (old, new) in self._changed.items():
