@@ -68,8 +68,13 @@ def save_checkpoint(path: str | Path, networks: dict[str, nn.Module], meta: dict
         write_atomic(path, write_weights)
     else:
         state = {**train_state, "save_token": token}
-        commit_pair(path, token, write_weights, lambda p: torch.save(state, p))
+        commit_pair(path, token, write_weights, lambda p: _save_state(state, p))
     return path
+
+
+def _save_state(state: dict, path: Path) -> None:
+    with open(path, "wb") as f:        # through a Python file, so a full disk's OSError comes through
+        torch.save(state, f)
 
 
 def _json_default(o):

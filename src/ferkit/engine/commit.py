@@ -21,10 +21,11 @@ import contextlib
 import errno
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
-from ferkit.errors import CheckpointError
+from ferkit.errors import CheckpointError, TrainingError
 
 STATE_SUFFIX = ".state.pt"
 COMMIT_SUFFIX = ".commit"
@@ -47,9 +48,39 @@ def staged_paths(path: Path, token: str) -> tuple[Path, Path]:
     return weights, state_path(weights)
 
 
+class NoRoomError(CheckpointError):
+    """A checkpoint's folder did not take a write (full, over quota, read-only); ``folder``, ``reason``."""
+
+    def __init__(self, message: str, folder: Path, reason: str):
+        super().__init__(message)
+        self.folder, self.reason = folder, reason
+
+
+def os_errno(e: BaseException) -> int | None:
+    """The OS error number behind ``e``: its own, one it was raised from, or the "(os error N)" that
+    safetensors' Rust writer puts in its message (torch.save into a file chains the OSError)."""
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, OSError) and e.errno:
+            return e.errno
+        found = re.search(r"\(os error (\d+)\)", str(e))
+        if found:
+            return int(found.group(1))
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
 def _write_synced(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(path)``, then fsync the file."""
-    write(path)
+    """``write(path)``, then fsync the file; a writer's failure the OS caused comes out as that OSError."""
+    try:
+        write(path)
+    except OSError:
+        raise
+    except Exception as e:
+        n = os_errno(e)
+        if n is None:
+            raise
+        raise OSError(n, os.strerror(n), str(path)) from e
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 
@@ -73,11 +104,11 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def no_room_error(folder: Path, e: OSError) -> CheckpointError:
+def no_room_error(folder: Path, e: OSError) -> NoRoomError:
     """One sentence for a write the folder did not take (full disk, quota, read-only)."""
     why = os.strerror(e.errno) if e.errno else str(e)
-    return CheckpointError(f"Cannot write the checkpoint into {folder} ({why}); the last complete checkpoint there is "
-                           "kept, so free space or make the folder writable and resume from it.")
+    return NoRoomError(f"Cannot write the checkpoint into {folder} ({why}); the last complete checkpoint there is "
+                       "kept, so free space or make the folder writable and write it again.", folder, why)
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -197,3 +228,25 @@ def commit_pair(path: Path, token: str, write_weights: Callable[[Path], None],
         if e.errno in NO_ROOM:
             raise no_room_error(folder, e) from None
         raise
+
+
+def stopped_for_room(e: BaseException, run_dir: Path, saved_step: int | None) -> TrainingError | None:
+    """The one sentence for a training run a folder stopped taking writes from (full disk, quota, read-only),
+    or None when ``e`` is another error. Access errors count only inside ``run_dir``: elsewhere they are
+    unreadable inputs, not a run with no room."""
+    if isinstance(e, NoRoomError):
+        folder, why = e.folder, e.reason
+    elif isinstance(e, OSError) and e.errno in NO_ROOM:
+        folder = Path(e.filename).parent if e.filename else run_dir
+        inside = folder.resolve().is_relative_to(Path(run_dir).resolve())
+        if e.errno in (errno.EACCES, errno.EPERM) and not inside:
+            return None
+        why = os.strerror(e.errno)
+    else:
+        return None
+    if saved_step is None:
+        kept, then = "no checkpoint of this run is complete yet", "start the run again"
+    else:
+        kept, then = f"its last complete checkpoint (step {saved_step}) is kept", f"resume with --resume {run_dir}"
+    return TrainingError(f"Training stopped: cannot write into {folder} ({why}); {kept}, so free space or make the "
+                         f"folder writable and {then}.")

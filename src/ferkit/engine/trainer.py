@@ -35,6 +35,7 @@ from ferkit.engine.checkpoint import (
     resolve_checkpoint_path,
     save_checkpoint,
 )
+from ferkit.engine.commit import NoRoomError, stopped_for_room
 from ferkit.engine.devices import amp_dtype, describe_precision, resolve_device
 from ferkit.engine.evaluate import evaluate_split
 from ferkit.engine.logging import RunLogger
@@ -94,6 +95,7 @@ class _Run:
         self.stats = EpochStats()
         self.elapsed = 0.0
         self.warnings: list[str] = []     # the method's warnings (e.g. DICE-FER's collapse), for metrics.json
+        self.saved_step: int | None = None  # the step of the last complete checkpoints/last.safetensors
 
     # --- set-up --------------------------------------------------------------------------------------
     def _setup(self, resume: str | None) -> None:
@@ -155,6 +157,7 @@ class _Run:
         self.refused_total = int(state.get("refused_total", 0))
         self.elapsed = float(state.get("elapsed", 0.0))
         self.state = state
+        self.saved_step = self.pos.global_step
         self._resume_from = path
         self._changed = config_changes(ckpt.meta.get("config", {}), _plain(self.cfg.to_dict()))
 
@@ -197,6 +200,11 @@ class _Run:
     def run(self, resume: str | None) -> RunResult:
         try:
             return self._run(resume)
+        except (NoRoomError, OSError) as e:
+            stop = stopped_for_room(e, self.run_dir, self.saved_step)
+            if stop is None:
+                raise
+            raise stop from None
         finally:
             if hasattr(self, "log"):
                 self.log.close()
@@ -383,6 +391,8 @@ class _Run:
                                     for p in self.phases},
                      "method": self.method.train_state()}
         save_checkpoint(self.ckpt_dir / f"{kind}.safetensors", self.networks, meta, state)
+        if kind == "last":
+            self.saved_step = self.pos.global_step
 
     def _evaluate(self, split) -> dict:
         """Accuracy metrics of the live networks on a record split or a ``LoaderSplit``."""
