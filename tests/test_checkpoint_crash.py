@@ -106,3 +106,15 @@ def test_a_damaged_manifest_is_one_sentence(tmp_path):
     (tmp_path / "a.safetensors.commit").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"^Checkpoint manifest .*a.safetensors.commit is damaged; delete it"):
         read_checkpoint(a)
+
+
+def test_a_folder_whose_first_save_was_cut_off_says_so(tmp_path):
+    from ferkit.engine.checkpoint import resolve_checkpoint_path
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / ".last.18eed3-2a.safetensors.state.pt").write_bytes(b"half")
+    with pytest.raises(CheckpointError) as e:
+        resolve_checkpoint_path(tmp_path)
+    assert str(e.value) == (f"Folder {tmp_path} holds no complete checkpoints/last.safetensors (its first save was "
+                            "cut off before its commit, leaving .last.18eed3-2a.safetensors.state.pt); start the run "
+                            "again.")

@@ -178,6 +178,10 @@ def resolve_checkpoint_path(path: str | Path, name: str = "last") -> Path:
         for cand in (p / "checkpoints" / f"{name}.safetensors", p / f"{name}.safetensors"):
             if commit.exists(cand):
                 return cand
+        cut = commit.leftovers(p / "checkpoints" / f"{name}.safetensors")
+        if cut:
+            raise CheckpointError(f"Folder {p} holds no complete checkpoints/{name}.safetensors (its first save was cut "
+                                  f"off before its commit, leaving {cut[0].name}); start the run again.")
         raise CheckpointError(f"Folder {p} holds no checkpoints/{name}.safetensors; pass a run folder or a "
                               "checkpoint file.")
     if not commit.exists(p):
