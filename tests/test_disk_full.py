@@ -190,3 +190,18 @@ def test_a_read_only_output_folder_is_one_sentence_before_any_training(tmp_path)
     assert str(e.value) == (f"Training stopped: cannot write into {mnt} (Read-only file system); no checkpoint of "
                             "this run is complete yet, so free space or make the folder writable and start the "
                             "run again.")
+
+
+def test_ferkit_train_prints_the_sentence_and_exits_2(tmp_path, monkeypatch, capsys):
+    from ferkit.cli import main
+
+    monkeypatch.setattr(commit, "_write_synced", _full_after(100, 1, commit._write_synced))
+    out = tmp_path / "run"
+    code = main(["train", "--method", "baseline", "--epochs", "1", "--limit-batches", "1", "--batch-size", "8",
+                 "--device", "cpu", "--set", "model.image_size=32", "--set", "data.synth_identities=4",
+                 "--set", "data.synth_images_per_identity=4", "--set", "data.synth_size=32", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0, err
+    assert err == (f"ferkit: error: Training stopped: cannot write into {out / 'checkpoints'} (No space left on "
+                   "device); no checkpoint of this run is complete yet, so free space or make the folder writable "
+                   "and start the run again.")
