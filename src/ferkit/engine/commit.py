@@ -146,7 +146,11 @@ def read_manifest(path: Path) -> dict | None:
 
 
 def committed_weights(path: Path) -> Path:
-    """The weights file of the newest committed save of ``path`` (a staged name until its rename)."""
+    """A complete weights file of checkpoint ``path`` for readers (predict, evaluate): ``path`` itself when it
+    exists (always whole: it is only ever renamed into place), else the staged weights a committed first
+    save has not renamed yet. Resuming reads :func:`committed_pair` instead, the newest pair."""
+    if path.is_file():
+        return path
     doc = read_manifest(path)
     if doc is not None:
         staged = staged_paths(path, doc["token"])[0]
