@@ -205,3 +205,17 @@ def test_ferkit_train_prints_the_sentence_and_exits_2(tmp_path, monkeypatch, cap
     assert err == (f"ferkit: error: Training stopped: cannot write into {out / 'checkpoints'} (No space left on "
                    "device); no checkpoint of this run is complete yet, so free space or make the folder writable "
                    "and start the run again.")
+
+
+def test_access_errors_count_only_for_the_run_folder_and_its_making(tmp_path):
+    run = tmp_path / "out" / "run"
+    denied = errno.EACCES, os.strerror(errno.EACCES)
+    making = commit.stopped_for_room(PermissionError(*denied, str(tmp_path / "out")), run, None)
+    assert str(making).startswith(f"Training stopped: cannot write into {tmp_path} (Permission denied); no checkpoint")
+    inside = commit.stopped_for_room(PermissionError(*denied, str(run / "metrics.csv")), run, 4)
+    assert "cannot write into " + str(run) + " (Permission denied); its last complete checkpoint (step 4)" in str(inside)
+    assert commit.stopped_for_room(PermissionError(*denied, str(tmp_path / "data" / "a.png")), run, 4) is None
+    full = commit.stopped_for_room(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "cache" / "x")),
+                                   run, 4)
+    assert str(full).startswith(f"Training stopped: cannot write into {tmp_path / 'cache'} (No space left on device)")
+    assert commit.stopped_for_room(ValueError("x"), run, 4) is None

@@ -241,9 +241,10 @@ def stopped_for_room(e: BaseException, run_dir: Path, saved_step: int | None) ->
     if isinstance(e, NoRoomError):
         folder, why = e.folder, e.reason
     elif isinstance(e, OSError) and e.errno in NO_ROOM:
-        folder = Path(e.filename).parent if e.filename else run_dir
-        inside = folder.resolve().is_relative_to(Path(run_dir).resolve())
-        if e.errno in (errno.EACCES, errno.EPERM) and not inside:
+        folder = Path(e.filename).parent if e.filename else Path(run_dir)
+        target, run = (Path(e.filename).resolve() if e.filename else None), Path(run_dir).resolve()
+        ours = target is None or target.is_relative_to(run) or run.is_relative_to(target)   # or making it
+        if e.errno in (errno.EACCES, errno.EPERM) and not ours:
             return None
         why = os.strerror(e.errno)
     else:
