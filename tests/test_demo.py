@@ -1,5 +1,7 @@
 """`ferkit demo`'s table and rows (the full demo trains for minutes: `make demo`)."""
 
+import pytest
+
 from ferkit.commands.demo import PREPARERS, STAGE1_EPOCHS, demo_entries, format_table
 
 
@@ -45,8 +47,16 @@ def test_nonsensical_demo_budgets_are_refused_in_one_sentence(tmp_path, capsys):
     assert not (tmp_path / "d").exists()                           # refused before anything is written
 
 
-def test_quick_demo_runs_every_step_through_the_cli(tmp_path, capsys, one_thread):
-    """`ferkit demo --quick`: both pretrainings and the three methods, on a tiny budget, same code path."""
+def _table_without_times(md: str) -> list[str]:
+    """demo.md's table with each row's last column (its train time, a wall-clock number) cut off."""
+    import re
+
+    return [re.sub(r"\s+\d+s$", "", line) for line in md.splitlines()]
+
+
+def test_quick_demo_runs_every_step_and_twice_gives_the_same_table(tmp_path, capsys, one_thread):
+    """`ferkit demo --quick`: both pretrainings and the three methods, on a tiny budget, same code path; a
+    second run (the global RNG moved on, as in a new process) prints the same table, times aside."""
     import json
 
     from ferkit.cli import main
@@ -69,6 +79,39 @@ def test_quick_demo_runs_every_step_through_the_cli(tmp_path, capsys, one_thread
     assert "DICE-FER - baseline, accuracy: -0.027 [-0.156, +0.103] over 4 paired seeds" in printed
     assert all("auroc_u" in r for r in rows)
     assert (out / "uafer" / "config.yaml").read_text().count("clip_tiny_captions.pt") == 1
+
+    import torch
+
+    torch.rand(17)                                                   # as a fresh process would start elsewhere
+    again = tmp_path / "again"
+    assert main(["demo", "--quick", "--out", str(again), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    first, second = (_table_without_times((d / "demo.md").read_text()) for d in (out, again))
+    assert first == second and len(first) == len(rows) + 8        # fence, header, rows, note, evidence (4), fence
+    rows2 = json.loads((again / "demo.json").read_text())
+    drop = ("train_seconds", "checkpoint")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in rows] == [
+        {k: v for k, v in r.items() if k not in drop} for r in rows2]
+
+
+@pytest.mark.slow
+def test_make_demo_twice_prints_the_same_table(tmp_path):
+    """What `make demo` runs (`ferkit demo --out DIR`, full budget), twice in fresh processes: the same table,
+    times aside. About 8 min a run on an idle 2-core EPYC."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": str(src), "FERKIT_NO_PROGRESS": "1"}
+    tables = []
+    for name in ("a", "b"):
+        done = subprocess.run([sys.executable, "-m", "ferkit", "demo", "--out", str(tmp_path / name)], env=env,
+                              capture_output=True, text=True, timeout=3600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        tables.append(_table_without_times((tmp_path / name / "demo.md").read_text()))
+    assert tables[0] == tables[1] and len(tables[0]) == 3 + 8
 
 
 def test_stored_evidence_recomputes_the_studies_paired_differences():

@@ -35,9 +35,17 @@ def shuffle_global_rng() -> None:
     torch.rand(17)
 
 
-def test_ferkit_train_twice_writes_the_same_weights(tmp_path):
-    args = ["train", "--method", "baseline", "--epochs", "1", "--limit-batches", "2", "--batch-size", "8",
-            "--seed", "5", "--device", "cpu", "--set", "model.image_size=32",
+#: per method, the --set flags that make its run small (UA-FER: the tiny CLIP its synthetic preset uses)
+SMALL_MODEL = {"baseline": ["--set", "model.image_size=32"],
+               "dicefer": [a for k, v in DICE_SMALL.items()
+                           for a in ("--set", f"model.{k}={list(v) if isinstance(v, tuple) else v}")],
+               "uafer": ["--set", "model.model_size=tiny"]}
+
+
+@pytest.mark.parametrize("method", ["baseline", "dicefer", "uafer"])
+def test_ferkit_train_twice_writes_the_same_weights(tmp_path, method):
+    args = ["train", "--method", method, "--epochs", "1", "--limit-batches", "2", "--batch-size", "8",
+            "--seed", "5", "--device", "cpu", *SMALL_MODEL[method],
             *[a for k, v in SYNTH.items() for a in ("--set", f"data.{k}={v}")]]
     for i in range(2):
         shuffle_global_rng()

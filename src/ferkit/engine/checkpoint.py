@@ -4,9 +4,10 @@ Layout of ``NAME.safetensors``: tensors keyed ``"<network>.<param or buffer>"``;
 key ``"ferkit"`` holds JSON with format "ferkit-checkpoint", format_version, ferkit_version, method, config
 (``ExperimentConfig.to_dict()``), label_space, preprocessing, describe, created (and anything else the
 caller adds, e.g. position and metrics). ``NAME.safetensors.state.pt`` holds optimiser, scheduler, RNG and
-data-order state as plain tensors/numbers, loaded with ``torch.load(weights_only=True)``. Both files are
-written to a temporary name and renamed (``os.replace``), so a crash never leaves a half-written file.
-Reading never unpickles arbitrary objects.
+data-order state as plain tensors/numbers, loaded with ``torch.load(weights_only=True)``. A lone weights
+file is written to a temporary name, fsynced and renamed; a weights + state pair is committed as one by a
+manifest ``NAME.safetensors.commit`` (``engine/commit.py``), so a kill at any moment leaves a complete pair
+to resume from. Reading never unpickles arbitrary objects.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ferkit.engine import commit
+from ferkit.engine.commit import STATE_SUFFIX, commit_pair, committed_pair, write_atomic
 from ferkit.errors import CheckpointError
 
 FORMAT = "ferkit-checkpoint"
 FORMAT_VERSION = 1
-STATE_SUFFIX = ".state.pt"
 
 
 @dataclass
@@ -40,21 +42,10 @@ class Checkpoint:
         return {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_checkpoint(path: str | Path, networks: dict[str, nn.Module], meta: dict,
                     train_state: dict | None = None) -> Path:
-    """Write ``path`` (.safetensors) and, when ``train_state`` is given, ``path + '.state.pt'``; atomically."""
+    """Write ``path`` (.safetensors) atomically and, when ``train_state`` is given, ``path + '.state.pt'`` with
+    it as one commit; a full or read-only folder raises CheckpointError (the previous checkpoint is kept)."""
     from safetensors.torch import save_file
 
     from ferkit import __version__
@@ -72,11 +63,18 @@ def save_checkpoint(path: str | Path, networks: dict[str, nn.Module], meta: dict
         header = {"ferkit": json.dumps(full, default=_json_default)}
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"Checkpoint metadata for {path} is not JSON-serialisable ({e}).") from None
-    if train_state is not None:
+    write_weights = lambda p: save_file(tensors, str(p), metadata=header)  # noqa: E731
+    if train_state is None:
+        write_atomic(path, write_weights)
+    else:
         state = {**train_state, "save_token": token}
-        _atomic_write(path.with_name(path.name + STATE_SUFFIX), lambda p: torch.save(state, p))
-    _atomic_write(path, lambda p: save_file(tensors, str(p), metadata=header))
+        commit_pair(path, token, write_weights, lambda p: _save_state(state, p))
     return path
+
+
+def _save_state(state: dict, path: Path) -> None:
+    with open(path, "wb") as f:        # through a Python file, so a full disk's OSError comes through
+        torch.save(state, f)
 
 
 def _json_default(o):
@@ -147,7 +145,9 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = resolve_checkpoint_path(path)
+    path = commit.committed_weights(resolve_checkpoint_path(path))
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {path} does not exist; pass a .safetensors file or a run folder.")
     header = _read_header(path)
     raw_meta = (header.get("__metadata__") or {}).get("ferkit")
     try:
@@ -176,20 +176,27 @@ def resolve_checkpoint_path(path: str | Path, name: str = "last") -> Path:
     p = Path(path)
     if p.is_dir():
         for cand in (p / "checkpoints" / f"{name}.safetensors", p / f"{name}.safetensors"):
-            if cand.is_file():
+            if commit.exists(cand):
                 return cand
+        cut = commit.leftovers(p / "checkpoints" / f"{name}.safetensors")
+        if cut:
+            raise CheckpointError(f"Folder {p} holds no complete checkpoints/{name}.safetensors (its first save was cut "
+                                  f"off before its commit, leaving {cut[0].name}); start the run again.")
         raise CheckpointError(f"Folder {p} holds no checkpoints/{name}.safetensors; pass a run folder or a "
                               "checkpoint file.")
-    if not p.is_file():
+    if not commit.exists(p):
         raise CheckpointError(f"Checkpoint {p} does not exist; pass a .safetensors file or a run folder.")
     return p
 
 
 def read_train_state(path: str | Path, expect_token: str | None = None) -> dict:
     """The ``.state.pt`` sidecar of a checkpoint (loaded with weights_only=True)."""
-    state_path = Path(str(path) + STATE_SUFFIX)
+    return _load_state(Path(str(path) + STATE_SUFFIX), Path(path).name, expect_token)
+
+
+def _load_state(state_path: Path, owner: str, expect_token: str | None) -> dict:
     if not state_path.is_file():
-        raise CheckpointError(f"Checkpoint {path} has no resume state ({state_path.name}); resume from a run's "
+        raise CheckpointError(f"Checkpoint {owner} has no resume state ({state_path.name}); resume from a run's "
                               "checkpoints/last.safetensors.")
     try:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -199,9 +206,28 @@ def read_train_state(path: str | Path, expect_token: str | None = None) -> dict:
     if not isinstance(state, dict):
         raise CheckpointError(f"Resume state {state_path} is not ferkit's; resume from a run folder.")
     if expect_token is not None and state.get("save_token") != expect_token:
-        raise CheckpointError(f"Resume state {state_path.name} does not belong to {Path(path).name} (written by "
+        raise CheckpointError(f"Resume state {state_path.name} does not belong to {owner} (written by "
                               "different saves); resume from a complete run folder.")
     return state
+
+
+def read_resume_pair(path: str | Path) -> tuple[Checkpoint, dict, str | None]:
+    """(weights, resume state, note) of the newest complete save of checkpoint ``path``.
+
+    note is one line when a half-written save (a kill before its commit) was passed over, else None."""
+    path = Path(path)
+    weights, state_file, token, discarded = committed_pair(path)
+    ckpt = read_checkpoint(weights)
+    if token is not None and ckpt.meta.get("save_token") != token:
+        raise CheckpointError(f"Checkpoint {path.name} was overwritten after its last commit (it is not the save "
+                              f"{path.name}.commit names); resume from a complete run folder.")
+    state = _load_state(state_file, path.name, ckpt.meta.get("save_token"))
+    ckpt.path = path
+    note = None
+    if discarded:
+        note = (f"discarded a half-written checkpoint ({', '.join(p.name for p in discarded)}: a save cut off before "
+                f"its commit); resuming from the last complete one")
+    return ckpt, state, note
 
 
 def load_network_weights(networks: dict[str, nn.Module], ckpt: Checkpoint) -> None:

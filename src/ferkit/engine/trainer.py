@@ -31,10 +31,11 @@ from ferkit.engine.checkpoint import (
     config_changes,
     load_network_weights,
     read_checkpoint,
-    read_train_state,
+    read_resume_pair,
     resolve_checkpoint_path,
     save_checkpoint,
 )
+from ferkit.engine.commit import NoRoomError, stopped_for_room
 from ferkit.engine.devices import amp_dtype, describe_precision, resolve_device
 from ferkit.engine.evaluate import evaluate_split
 from ferkit.engine.logging import RunLogger
@@ -101,6 +102,7 @@ class _Run:
         self.elapsed = 0.0
         self.warnings: list[str] = []     # the method's warnings (e.g. DICE-FER's collapse), for metrics.json
         self.determinism = DeterministicRun(bool(cfg.train.deterministic))   # filled by deterministic_run
+        self.saved_step: int | None = None  # the step of the last complete checkpoints/last.safetensors
 
     # --- set-up --------------------------------------------------------------------------------------
     def _setup(self, resume: str | None) -> None:
@@ -142,11 +144,10 @@ class _Run:
 
     def _load_resume(self, resume: str) -> None:
         path = resolve_checkpoint_path(resume, "last")
-        ckpt = read_checkpoint(path)
+        ckpt, state, self._discarded = read_resume_pair(path)
         if ckpt.meta.get("method") != self.cfg.method:
             raise CheckpointError(f"Cannot resume {path}: it was trained with method '{ckpt.meta.get('method')}', "
                                   f"not '{self.cfg.method}'.")
-        state = read_train_state(path, expect_token=ckpt.meta.get("save_token"))
         load_network_weights(self.networks, ckpt)
         self.method.load_train_state(state.get("method", {}))
         by_phase = state.get("optimizers", {})
@@ -163,6 +164,7 @@ class _Run:
         self.refused_total = int(state.get("refused_total", 0))
         self.elapsed = float(state.get("elapsed", 0.0))
         self.state = state
+        self.saved_step = self.pos.global_step
         self._resume_from = path
         self._changed = config_changes(ckpt.meta.get("config", {}), _plain(self.cfg.to_dict()))
 
@@ -195,6 +197,8 @@ class _Run:
                         "does; best.safetensors is then selected on test and its accuracy is optimistic")
         if self.state is not None:
             p = self.pos
+            if self._discarded:
+                log.warning(self._discarded)
             log.info(f"resumed from {self._resume_from}: phase {p.phase} epoch {p.epoch} batch {p.batch} "
                      f"(step {p.global_step})")
             for key, (old, new) in self._changed.items():
@@ -205,6 +209,11 @@ class _Run:
         try:
             with deterministic_run(self.determinism.enabled) as self.determinism:
                 return self._run(resume)
+        except (NoRoomError, OSError) as e:
+            stop = stopped_for_room(e, self.run_dir, self.saved_step)
+            if stop is None:
+                raise
+            raise stop from None
         finally:
             if hasattr(self, "log"):
                 self.log.close()
@@ -393,6 +402,8 @@ class _Run:
                                     for p in self.phases},
                      "method": self.method.train_state()}
         save_checkpoint(self.ckpt_dir / f"{kind}.safetensors", self.networks, meta, state)
+        if kind == "last":
+            self.saved_step = self.pos.global_step
 
     def _evaluate(self, split) -> dict:
         """Accuracy metrics of the live networks on a record split or a ``LoaderSplit``."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import socket
 import threading
 import time
@@ -58,6 +59,8 @@ def serve_forever(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level
     bare, family = listen_host(host)
     try:
         with socket.socket(family, socket.SOCK_STREAM) as s:
+            if os.name != "nt":       # as uvicorn binds: a port a killed server left in TIME_WAIT is free
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((bare, int(port)))
     except OSError as e:
         raise FerkitError(f"Cannot listen on {host} port {port} ({e.strerror}); pick another --port or "
