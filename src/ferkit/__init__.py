@@ -4,6 +4,7 @@ Public API (imported lazily, so `import ferkit` does no work):
     DICEFER, UAFER            the two methods with their Python APIs
     load_dataset(name, root, split=..., fold=...)
     load_model(path)          a trained checkpoint ready to predict
+    embed(inputs, model=...)  one embedding per face (dlib-resnet, fer-minixception, any checkpoint)
     render_synthfer(...)      SynthFER in memory
 """
 
@@ -18,6 +19,7 @@ _LAZY = {
     "UAFER": ("ferkit.api.uafer", "UAFER"),
     "load_dataset": ("ferkit.data.datasets", "load_dataset"),
     "load_model": ("ferkit.inference", "load_model"),
+    "embed": ("ferkit.inference.embed", "embed"),
     "render_synthfer": ("ferkit.data.synthetic", "render_synthfer"),
     "FerkitError": ("ferkit.errors", "FerkitError"),
 }
