@@ -14,7 +14,7 @@ import sys
 from ferkit.errors import FerkitError
 
 #: subcommands in the order `ferkit --help` lists them
-COMMANDS = ("synth", "datasets", "align", "pretrain", "train", "evaluate", "compare", "predict", "embed", "export", "crossdata",
+COMMANDS = ("synth", "datasets", "align", "pretrain", "train", "evaluate", "compare", "predict", "embed", "identity", "export", "crossdata",
             "serve", "demo", "import", "models", "doctor")
 
 

@@ -51,6 +51,9 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--modified-mig-steps", type=int, default=500,
                    help="DICE-FER modified MIG critic steps (0 skips it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probes' splits and t-SNE")
+    p.add_argument("--identity-reference", metavar="NAME",
+                   help="compare the model's embeddings with a face recognizer's (dlib-resnet): linear CKA and "
+                        "similarity rank correlation with bootstrap intervals and shuffled controls")
     return p
 
 
@@ -89,12 +92,14 @@ def run(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, abstain_above=args.abstain_above, device=args.device,
                       options=parse_options(args.option), zero_shot=args.zero_shot, clip_path=args.clip_path,
                       model_options=parse_options(args.model_option), leakage=not args.no_leakage, modified_mig_steps=args.modified_mig_steps, seed=args.seed,
+                      identity_reference=args.identity_reference,
                       progress=not os.environ.get("FERKIT_NO_PROGRESS"))
     h, folds = result.metrics["headline"], result.metrics.get("folds")
     names = dict(HEADLINE)
     print(f"{result.metrics['num_samples']} images evaluated")
     for key in ("accuracy", "mean_class_accuracy", "macro_f1", "ece", "aurc", "auroc_error",
-                "abstain_coverage", "abstain_accuracy", "identity_probe_accuracy", "mig", "modified_mig"):
+                "abstain_coverage", "abstain_accuracy", "identity_probe_accuracy", "mig", "modified_mig",
+                "identity_reference_cka", "identity_reference_rsa"):
         if h.get(key) is None:
             continue
         line = f"  {names[key]:<48} {fmt(h[key])}"
@@ -109,5 +114,16 @@ def run(args: argparse.Namespace) -> int:
     if cross and cross["num_excluded"]:
         print("  excluded (classes the model lacks): "
               + ", ".join(f"{k} {v}" for k, v in cross["excluded_counts"].items()))
+    ref = result.metrics.get("identity_reference")
+    if ref:
+        print(f"  {ref['reference']}: a face in {ref['num_with_face']} of {ref['num_images']} images"
+              + (f" ({ref['reason']})" if ref.get("reason") else ""))
+        for key, what in (("expression_embedding", "expression embedding"), ("identity_embedding", "identity code")):
+            if key in ref:
+                a = ref[key]
+                for stat, label in (("cka", "CKA"), ("similarity_rank_correlation", "rank corr.")):
+                    s = a[stat]
+                    print(f"    {what} {label} {fmt(s['value'])} [{fmt(s['interval'][0])}, {fmt(s['interval'][1])}], "
+                          f"shuffled {fmt(s['shuffled_mean'])} (p {fmt(s['p_shuffled'])})")
     print(f"report: {result.paths['report']}")
     return 0

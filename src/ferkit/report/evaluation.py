@@ -25,6 +25,8 @@ HEADLINE = (
     ("identity_probe_accuracy", "Identity probe accuracy (expression embedding)"),
     ("retrieval_expression", "k-NN expression purity"), ("retrieval_subject", "k-NN subject purity"),
     ("mig", "MIG (factors: expression, subject)"), ("modified_mig", "DICE-FER modified MIG"),
+    ("identity_reference_cka", "Linear CKA with the recognizer (expression)"),
+    ("identity_reference_rsa", "Similarity rank corr. with the recognizer"),
 )
 
 
@@ -119,6 +121,10 @@ def headline(m: dict) -> dict:
         h["mig"] = lk["mig"]["mig"]
     if m.get("modified_mig") is not None:
         h["modified_mig"] = m["modified_mig"].get("value")
+    expr_ref = (m.get("identity_reference") or {}).get("expression_embedding")
+    if expr_ref:
+        h["identity_reference_cka"] = expr_ref["cka"]["value"]
+        h["identity_reference_rsa"] = expr_ref["similarity_rank_correlation"]["value"]
     return h
 
 

@@ -98,6 +98,7 @@ def predictions_over(method, split, batch_size: int, progress: bool) -> tuple[di
     if len(split) == 0:
         raise FerkitError(f"The {split.split} split of dataset '{split.name}' is empty; choose another --split or --fold.")
     preds = collect_predictions(method, split, batch_size=batch_size, progress=progress)
+    preds["index"] = np.arange(len(split))                  # which sample each row is (kept through the mapping)
     model_space, data_space = method.label_space, split.label_space
     if same_space(model_space, data_space):
         return preds, list(data_space.classes), None
@@ -183,14 +184,16 @@ def evaluate(checkpoint: str | Path | None = None, *, dataset: str | None = None
              out: str | Path | None = None, batch_size: int = 64, abstain_above: float | None = None,
              device: str = "auto", options: dict | None = None, zero_shot: bool = False,
              clip_path: str | None = None, model_options: dict | None = None, leakage: bool = True,
-             modified_mig_steps: int = 500, seed: int = 0, progress: bool = True) -> EvaluationResult:
+             modified_mig_steps: int = 500, seed: int = 0, progress: bool = True,
+             identity_reference: str | None = None) -> EvaluationResult:
     """Evaluate a checkpoint (or UA-FER zero-shot) and write metrics.json, predictions.csv, PNGs, report.html.
 
     ``folds="all"``: a run folder of per-fold runs is evaluated fold by fold on each fold's test split;
     a single checkpoint is evaluated on every fold's test split. Metrics are pooled over folds and each
     headline number is also given as mean and std over folds. ``modified_mig_steps=0`` skips DICE-FER's
     modified MIG (it trains small critics). ``model_options`` are UA-FER config fields for ``zero_shot``
-    (e.g. {"model_size": "tiny"}).
+    (e.g. {"model_size": "tiny"}). ``identity_reference`` (e.g. "dlib-resnet") adds the model's embeddings
+    against that face recognizer's (``ferkit.report.identity_reference``).
     """
     from ferkit.external.loader import load_method
     from ferkit.report.evaluation import aggregate_folds, compute_metrics
@@ -246,6 +249,13 @@ def evaluate(checkpoint: str | Path | None = None, *, dataset: str | None = None
         m = compute_metrics(preds, classes, abstain_above, seed=seed, leakage=leakage)
         if cross:
             m["crossdata"] = cross
+        if identity_reference:
+            from ferkit.report.evaluation import headline
+            from ferkit.report.identity_reference import identity_reference_metrics
+
+            m["identity_reference"] = identity_reference_metrics(preds, the_split, identity_reference, device,
+                                                                 seed=seed, progress=progress)
+            m["headline"] = headline(m)
         if method.name == "dicefer" and ckpt is not None and modified_mig_steps > 0 and leakage:
             m["modified_mig"] = modified_mig_for(ckpt, the_split, batch_size, modified_mig_steps, device)
             m["headline"]["modified_mig"] = m["modified_mig"]["value"]
@@ -269,6 +279,8 @@ def evaluate(checkpoint: str | Path | None = None, *, dataset: str | None = None
     metrics["leakage"] = per_fold_metrics[0].get("leakage", {})
     if per_fold_metrics[0].get("modified_mig"):
         metrics["modified_mig"] = per_fold_metrics[0]["modified_mig"]
+    if per_fold_metrics[0].get("identity_reference"):
+        metrics["identity_reference"] = per_fold_metrics[0]["identity_reference"]
     if cross:                                   # same model label space and dataset in every fold: add counts
         excluded: dict[str, int] = {}
         for m in per_fold_metrics:

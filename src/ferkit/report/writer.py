@@ -148,6 +148,33 @@ def _leakage_blocks(lk: dict, modified: dict | None, figs: dict) -> list[str]:
     return blocks
 
 
+def _identity_reference_blocks(ref: dict) -> list[str]:
+    """The tables of ``metrics["identity_reference"]`` (``ferkit.report.identity_reference``)."""
+    blocks = [H.note(f"{ref['reference']}: {ref['note']}; a face in {ref['num_with_face']} of {ref['num_images']} "
+                     "images." + (f" {ref['reason']}." if ref.get("reason") else ""))]
+    rows = []
+    for key, name in (("expression_embedding", "expression"), ("identity_embedding", "identity")):
+        a = ref.get(key)
+        if not a:
+            continue
+        for stat, label in (("cka", "linear CKA"), ("cka_debiased", "linear CKA, debiased HSIC"),
+                            ("similarity_rank_correlation", "rank correlation of pairwise cosine similarities")):
+            v = a[stat]
+            interval = v.get("interval")
+            rows.append((f"{name} ({a['dim']}-D)", label, v["value"],
+                         f"[{H.fmt(interval[0])}, {H.fmt(interval[1])}]" if interval else "-",
+                         v["shuffled_mean"], v["p_shuffled"]))
+        auc = a.get("verification_auc")
+        if auc and auc.get("auc") is not None:
+            rows.append((f"{name} ({a['dim']}-D)", "same-person verification AUC", auc["auc"], "-",
+                         a["reference_verification_auc"]["auc"], "(the recognizer's own AUC)"))
+    if rows:
+        blocks.append(H.table(["embedding", "measure", "value", "95% bootstrap (BC)", "shuffled control",
+                               "p (shuffled >= value)"], rows,
+                              f"The model's embedding against {ref['reference']}'s descriptors of the same faces"))
+    return blocks
+
+
 def write_report_html(path: Path, metrics: dict, classes: list[str], facts: dict, figs: dict,
                       title: str, folds: dict | None = None) -> Path:
     """report.html: model facts, headline and per-class tables, every plot, leakage and MIG sections."""
@@ -188,6 +215,9 @@ def write_report_html(path: Path, metrics: dict, classes: list[str], facts: dict
     if lk or metrics.get("modified_mig"):
         sections.append(H.section("Identity leakage and disentanglement",
                                   _leakage_blocks(lk, metrics.get("modified_mig"), figs), "leakage"))
+    if metrics.get("identity_reference"):
+        sections.append(H.section("Identity against a face recognizer",
+                                  _identity_reference_blocks(metrics["identity_reference"]), "identity-reference"))
     cross = metrics.get("crossdata")
     if cross:
         sections.append(H.section("Label mapping", [H.table(None, [
