@@ -9,7 +9,7 @@ checkpoint's template and size, its channels and normalisation (``--aligned`` sk
 inputs that already are aligned crops). Checkpoints trained on pre-aligned data (align "none", e.g.
 SynthFER) are still detected and aligned to their template so ordinary photos work.
 
-Output: one row per face (file, frame/time for videos, box, landmarks, probabilities, label,
+Output: one row per face (file, frame/time for videos, track, person (with --people), box, landmarks, probabilities, label,
 uncertainty, abstained); an input without a face gives a "no face found" row; an unreadable input
 gives one line on stderr and an "error" row, and the exit code is then 1 (everything else is still
 processed and written). ``--out x.json`` writes {"model", "summary", "rows"}; ``--out x.csv`` one
@@ -55,6 +55,11 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th video frame")
     p.add_argument("--smooth", type=float, default=0.0, metavar="SECONDS",
                    help="video: certainty-weighted exponential smoothing per face track, time constant")
+    p.add_argument("--people", action="store_true",
+                   help="videos: join face tracks into people by a face recognizer's identity (across cuts and "
+                        "crossings), filling the person column")
+    p.add_argument("--people-model", default="dlib-resnet", metavar="NAME",
+                   help="the identity network --people uses (default dlib-resnet)")
     p.add_argument("--min-face", type=int, default=20, help="smallest face side searched, in pixels")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     return p
@@ -87,7 +92,8 @@ def run(args) -> int:
     rows = []
     for row in model.iter_predict([it.path for it in items], aligned=args.aligned,
                                   abstain_above=args.abstain_above, batch_size=args.batch_size,
-                                  every=args.every, smooth=args.smooth):
+                                  every=args.every, smooth=args.smooth,
+                                  people=args.people_model if args.people else None):
         if row["status"] == "failed":
             print(f"ferkit predict: {row['error']}", file=sys.stderr)
         rows.append(row)

@@ -182,18 +182,32 @@ class FERModel:
         return [(faces, crops(image, faces)) for image, faces in zip(images, self.detector.detect_batch(images),
                                                                      strict=True)]
 
+    def _identity_embedder(self, name: str):
+        """The identity network ``name`` (loaded once per model) for ``people``."""
+        cached = getattr(self, "_people", None)
+        if cached is None or cached.name != name:
+            from ferkit.external.identity import IdentityEmbedder
+
+            self._people = IdentityEmbedder(name, device=self._device)
+        return self._people
+
     # --- rows ---------------------------------------------------------------------------------------
     def predict(self, inputs: Any, aligned: bool = False, abstain_above: float | None = None,
-                batch_size: int = 32, every: int = 1, smooth: float = 0.0) -> list[dict]:
-        """One row per face for image paths, folders, videos, PIL images or uint8 arrays (see module doc)."""
+                batch_size: int = 32, every: int = 1, smooth: float = 0.0, people: str | None = None) -> list[dict]:
+        """One row per face for image paths, folders, videos, PIL images or uint8 arrays (see module doc).
+
+        ``people``: a built-in identity network (``"dlib-resnet"``) that joins each video's face tracks
+        into people by identity, filling the rows' ``person`` (``ferkit.inference.people``)."""
         return list(self.iter_predict(inputs, aligned=aligned, abstain_above=abstain_above,
-                                      batch_size=batch_size, every=every, smooth=smooth))
+                                      batch_size=batch_size, every=every, smooth=smooth, people=people))
 
     def iter_predict(self, inputs: Any, aligned: bool = False, abstain_above: float | None = None,
-                     batch_size: int = 32, every: int = 1, smooth: float = 0.0) -> Iterator[dict]:
+                     batch_size: int = 32, every: int = 1, smooth: float = 0.0,
+                     people: str | None = None) -> Iterator[dict]:
         """``predict`` as a stream: rows come out in input order as each batch of faces is classified."""
         if batch_size < 1 or every < 1:
             raise FerkitError("--batch-size and --every must be at least 1.")
+        embedder = self._identity_embedder(people) if people else None
         pending = PendingFaces(self, batch_size, abstain_above)
         group: list[tuple[str, str, Any]] = []       # photos (and errors between them) awaiting detection
 
@@ -216,7 +230,7 @@ class FERModel:
                 detect_group()
                 yield from pending.flush()
                 yield from predict_video(self, obj, name, aligned=aligned, abstain_above=abstain_above,
-                                         batch_size=batch_size, every=every, smooth=smooth)
+                                         batch_size=batch_size, every=every, smooth=smooth, people=embedder)
                 continue
             group.append((name, kind, obj))
             if sum(k == "image" for _, k, _ in group) >= batch_size:

@@ -5,6 +5,7 @@ Every row has the same keys:
     frame, time  frame index and seconds for videos, else None
     face         index of the face in its image/frame (largest first), None when there is no face
     track        face track id within a video (boxes matched by IoU between processed frames), else None
+    person       person id within a video when predicting with --people (tracks joined by identity), else None
     box          [x1, y1, x2, y2] pixels, landmarks [[x, y] x5] (eyes, nose, mouth corners), face_score
     probs        {class: probability}, label (argmax), confidence (max probability)
     uncertainty  evidential u (UA-FER) or 1 - max probability (see FERModel.info()["uncertainty"])
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-KEYS = ("file", "frame", "time", "face", "track", "box", "landmarks", "face_score", "probs", "label",
+KEYS = ("file", "frame", "time", "face", "track", "person", "box", "landmarks", "face_score", "probs", "label",
         "confidence", "uncertainty", "abstained", "status", "error")
 
 
@@ -85,7 +86,8 @@ def write_rows(rows: list[dict], path: str | Path, classes: tuple[str, ...], inf
 
         raise FerkitError(f"--out {p} must end in .json or .csv.")
     head = [k for k in KEYS if k != "probs"]
-    cols = head[:8] + [f"p_{c}" for c in classes] + head[8:]
+    split = head.index("face_score") + 1
+    cols = head[:split] + [f"p_{c}" for c in classes] + head[split:]
     with open(p, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)

@@ -1,7 +1,8 @@
 """Videos: frames through OpenCV, face tracks across frames, and certainty-weighted temporal smoothing.
 
 Every ``every``-th frame is processed like a photo. Faces in consecutive processed frames are linked
-into tracks by greedy box IoU (>= 0.3, best pairs first). With ``smooth`` = tau seconds > 0, each track's
+into tracks by greedy box IoU (>= 0.3, best pairs first); with a face recognizer (``people``), tracks are
+then split and joined into people by identity (``ferkit.inference.people``). With ``smooth`` = tau seconds > 0, each track's
 probabilities are replaced by a causal, exponentially time-weighted average in which each frame also
 counts by its certainty w = 1 - u:
 
@@ -86,15 +87,22 @@ def iter_frames(path: str | Path, every: int = 1) -> Iterator[tuple[int, float, 
 
 
 def predict_video(model, path: Path, name: str, aligned: bool, abstain_above: float | None,
-                  batch_size: int, every: int, smooth: float) -> list[dict]:
-    """Rows for one video (one per face per processed frame), tracked and optionally smoothed."""
+                  batch_size: int, every: int, smooth: float, people=None) -> list[dict]:
+    """Rows for one video (one per face per processed frame), tracked and optionally smoothed.
+
+    ``people``: an identity embedder (``ferkit.external.identity.IdentityEmbedder``) whose descriptors
+    join the box tracks into people (``ferkit.inference.people``: a ``person`` per face row)."""
     pending = PendingFaces(model, batch_size, abstain_above)
     rows: list[dict] = []
     frames = 0
     group: list[tuple[int, float, np.ndarray]] = []     # frames awaiting detection (together: one size)
+    descriptors: list[np.ndarray] = []                  # one per face, in the order the face rows come out
 
     def detect_group() -> None:
-        for (idx, t, _), (faces, crops) in zip(group, model.align_batch([g[2] for g in group], aligned), strict=True):
+        for (idx, t, rgb), (faces, crops) in zip(group, model.align_batch([g[2] for g in group], aligned),
+                                                 strict=True):
+            if people is not None and faces and faces[0] is not None:
+                descriptors.extend(people.embed_faces(rgb, faces))
             if not faces:
                 pending.add(error_row(name, "no face found", status="no_face", frame=idx, time=t))
             for k, (face, crop) in enumerate(zip(faces, crops, strict=True)):
@@ -116,6 +124,12 @@ def predict_video(model, path: Path, name: str, aligned: bool, abstain_above: fl
     if frames == 0:
         return [error_row(name, f"Video {name} has no readable frames (empty, truncated or unsupported).")]
     assign_tracks(rows)
+    if people is not None:
+        from ferkit.inference.people import assign_people
+
+        ok = [i for i, r in enumerate(rows) if r["status"] == "ok"]
+        if len(ok) == len(descriptors):                 # --aligned crops have no landmarks: no descriptors
+            assign_people(rows, dict(zip(ok, descriptors, strict=True)))
     if smooth > 0:
         smooth_tracks(rows, smooth, model.classes, model.uncertainty_kind, abstain_above)
     return rows
