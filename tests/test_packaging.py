@@ -33,8 +33,10 @@ FLOORS = {
 }
 
 #: imported by src/ but deliberately not declared: facenet-pytorch pins torch<2.3 and numpy<2, so face
-#: detection asks for `pip install --no-deps facenet-pytorch` at first use and `ferkit doctor` checks it
-UNDECLARED_ON_PURPOSE = {"facenet_pytorch"}
+#: detection asks for `pip install --no-deps facenet-pytorch` at first use and `ferkit doctor` checks it;
+#: pyarrow writes `ferkit embed --out x.parquet` only where it is installed (else one sentence: install it, or
+#: write .npz / .csv), so a user who never asks for parquet never needs it
+UNDECLARED_ON_PURPOSE = {"facenet_pytorch", "pyarrow"}
 
 
 def _tomllib():
