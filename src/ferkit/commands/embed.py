@@ -16,6 +16,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+#: shown at the end of `ferkit embed --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ("dlib's 128-D face descriptor of every face in photos and a video",
+     'ferkit embed photos/ clip.mp4 --model dlib-resnet --out faces.npz'),
+    ("a DICE-FER checkpoint's identity code, one CSV row per face",
+     'ferkit embed photos/ --model runs/dicefer --branch identity --out identity.csv'),
+    ("the built-in expression model's pooled features",
+     'ferkit embed photos/ --model fer-minixception --out expression.npz'),
+)
 
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("embed", help="write the embedding of every face in photos and videos",

@@ -21,6 +21,8 @@ EXAMPLES = (
      'ferkit evaluate runs/base --out runs/base/eval'),
     ('the built-in model on a dataset in its shipped layout',
      'ferkit evaluate fer-minixception --dataset rafdb --data-path /data/RAF-DB/basic'),
+    ("the embeddings against a real face recognizer's (linear CKA, similarity rank correlation)",
+     'ferkit evaluate runs/dicefer --dataset rafdb --data-path /data/RAF-DB/basic --identity-reference dlib-resnet'),
     ("CLIP zero-shot, UA-FER's prompts",
      'ferkit evaluate --method uafer --zero-shot --clip-path ViT-B-16.pt --dataset rafdb --data-path /data/RAF-DB/basic'),
 )

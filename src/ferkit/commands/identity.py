@@ -14,6 +14,13 @@ from __future__ import annotations
 
 import argparse
 
+#: shown at the end of `ferkit identity --help` (and in the CLI reference); tests/test_help.py parses each
+EXAMPLES = (
+    ("how much of dlib-resnet's view a checkpoint's expression embedding keeps",
+     'ferkit identity photos/ --model runs/base --out identity.json'),
+    ("DICE-FER's identity code, with verification AUC from one folder per person",
+     'ferkit identity people/ --model runs/dicefer --branch identity --subjects folder'),
+)
 
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("identity", help="compare a model's embedding with a face recognizer's (CKA, RSA, AUC)",

@@ -33,6 +33,8 @@ EXAMPLES = (
      'ferkit predict runs/base photos/ clip.mp4 --out rows.csv --every 5'),
     ('crops already aligned: no face detection',
      'ferkit predict runs/base aligned/ --aligned --out rows.json'),
+    ('a video, face tracks joined into people by identity (the person column)',
+     'ferkit predict clip.mp4 --people --out rows.csv'),
 )
 
 def register(sub) -> argparse.ArgumentParser:
