@@ -113,8 +113,9 @@ def test_facenet_pytorch_is_declared_nowhere_and_scipy_stays(wheel):
     assert "scipy" in plain                                       # scipy.stats, for `ferkit compare`
     assert "scikit-image" not in plain                            # only the tests' photos come from it
     extras = _metadata(wheel).get_all("Provides-Extra")
-    # fer, installed --no-deps (TensorFlow pin); face-recognition-models (dlib-resnet's weights); dlib-bin (its parity)
-    assert sorted(extras) == ["builtin-models", "identity", "identity-test", "test"]
+    # fer, installed --no-deps (TensorFlow pin); mkdocs for the site; face-recognition-models (dlib-resnet's
+    # weights); dlib-bin (its parity tests)
+    assert sorted(extras) == ["builtin-models", "docs", "identity", "identity-test", "test"]
 
 
 def test_package_data_patterns_all_match_and_ship(wheel):
