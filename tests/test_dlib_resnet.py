@@ -167,3 +167,17 @@ def test_models_lists_it_and_predict_points_elsewhere(capsys, monkeypatch):
     monkeypatch.setattr(identity, "package_file", lambda *a: None)
     assert main(["models"]) == 0
     assert "missing: pip install 'ferkit[identity]'" in capsys.readouterr().out
+
+
+@needs_weights
+def test_a_damaged_file_is_one_sentence(tmp_path):
+    from ferkit.models.dlib_resnet import read_dlib_resnet
+
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes(Path(WEIGHTS).read_bytes()[:100_000])
+    with pytest.raises(DlibFormatError, match=r"cut.dat is not the dlib model ferkit expects: the file ends early"):
+        read_dlib_resnet(cut)
+    other = tmp_path / "other.dat"
+    other.write_bytes(b"\x01\x01\x01\x0bloss_mmod_2" + bytes(20))
+    with pytest.raises(DlibFormatError, match=r"'loss_mmod_2' where 'loss_metric_' or 'loss_metric_2' was expected"):
+        read_dlib_resnet(other)
