@@ -47,6 +47,9 @@ class DiceFerMethod(Method):
         self.m: DiceFerConfig = cfg.model if cfg.model is not None else DiceFerConfig()
         self._check()
         self.nets = {k: v.to(device) for k, v in build_networks(self.m, label_space.num_classes).items()}
+        self.frozen_identity = self.m.identity_encoder == "dlib-resnet"
+        if self.frozen_identity:
+            self._load_face_recognizer()
         self.weights_report = self._load_weights(cfg.train.backbone_weights)
         self._emas: dict[str, DVEma] = {}
         self.s1_steps = 0                    # stage-1 steps taken (drives the delta warm-up; resumed)
@@ -65,13 +68,23 @@ class DiceFerMethod(Method):
 
         check_rules(self.m, "model.")
 
+    def _load_face_recognizer(self) -> None:
+        """dlib's weights into both frozen identity encoders (a checkpoint's own copy replaces them on load)."""
+        from ferkit.external.identity import identity_weights
+        from ferkit.models.dlib_resnet import load_dlib_resnet
+
+        path = identity_weights("dlib-resnet")
+        for enc in self.nets["id_encoders"].values():
+            enc.net.load_state_dict(load_dlib_resnet(path).state_dict())
+            enc.requires_grad_(False)
+
     def _load_weights(self, path: str | None) -> dict | None:
         if not path:
             return None
         from ferkit.models.resnet import load_backbone_weights
 
         report = None
-        for group in ("exp_encoders", "id_encoders"):
+        for group in ("exp_encoders",) if self.frozen_identity else ("exp_encoders", "id_encoders"):
             for enc in self.nets[group].values():
                 report = load_backbone_weights(enc.trunk, path)
         return report
@@ -158,7 +171,8 @@ class DiceFerMethod(Method):
     def trainable(self, phase_name: str) -> tuple[str, ...]:
         """Networks whose weights a phase may change."""
         return {"stage1": ("exp_encoders", "s1_critics"),
-                "stage2": ("id_encoders", "s2_critics", "discriminators"),
+                "stage2": (("s2_critics", "discriminators") if self.frozen_identity
+                           else ("id_encoders", "s2_critics", "discriminators")),
                 "stage3": ("classifier",)}[phase_name]
 
     def on_phase_start(self, phase: Phase) -> None:
@@ -232,7 +246,10 @@ class DiceFerMethod(Method):
                    f"{len(self.weights_report['missing'])} missing, {len(self.weights_report['ignored'])} ignored)")
         if getattr(self, "checkpoint_meta", None):   # rebuilt from a checkpoint: say where the weights came from
             weights = self.checkpoint_meta.get("describe", {}).get("weights", weights)
-        return {"weights": weights, "encoders": f"4 x ResNet-18, tap {m.tap}, code from {m.code_from}, d={m.feature_dim}",
+        enc = (f"2 x ResNet-18 (expression), tap {m.tap}, code from {m.code_from}, d={m.feature_dim}; identity: "
+               "dlib-resnet, frozen (128-D descriptor, 256-channel map)" if self.frozen_identity else
+               f"4 x ResNet-18, tap {m.tap}, code from {m.code_from}, d={m.feature_dim}")
+        return {"weights": weights, "encoders": enc,
                 "input": f"{m.image_size}x{m.image_size}x{m.channels}, whitening {m.whitening}, augment {m.augment} "
                          f"(stage 1: {m.augment if m.stage1_augment == 'same' else m.stage1_augment})",
                 "mi": f"{m.estimator}, stage-1 critic {m.critic_form} marginal {m.marginal}, stage-2 critic concat "

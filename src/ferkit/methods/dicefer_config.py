@@ -53,6 +53,11 @@ class DiceFerConfig:
     #                                         steps, so L1's scale-free pull cannot shrink E to a constant while the
     #                                         MI estimate is still noise (0 = the paper's constant delta)
     # stage 2 (Eq. 9-11)
+    identity_encoder: str = "resnet18"      # the identity encoders eta: resnet18 (trained in stage 2, the paper) |
+    #                                         dlib-resnet (a real face recognizer, frozen: I is its 128-D descriptor
+    #                                         and F^id its 256-channel map; needs channels 3, whitening none and
+    #                                         pip install 'ferkit[identity]'; stage 2 then trains critics and
+    #                                         discriminators only)
     mu_id: float = 0.5                      # weight of the global identity MI terms
     nu_id: float = 1.0                      # weight of the local identity MI terms
     zeta_adv: float = 0.025                 # [INFERRED from Fig. 4] adversarial weight (best of the paper's sweep)
@@ -91,7 +96,7 @@ field_rules(DiceFerConfig, feature_dim=at_least(1), tap=one_of("layer4", "layer3
             marginal=one_of("permute", "roll", "all_pairs"), stage2_marginal=one_of("permute", "roll", "all_pairs"), ema_rate=Rule(lo=0, hi=1, lo_open=True),
             critic_hidden=at_least(1), critic_form=one_of("concat", "separable"), critic_lr_scale=above(0), encoder_lr_scale=above(0),
             mu_exp=at_least(0), nu_exp=at_least(0), delta=at_least(0), delta_warmup_steps=at_least(0),
-            mu_id=at_least(0), nu_id=at_least(0), zeta_adv=at_least(0), disc_hidden=at_least(1),
+            identity_encoder=one_of("resnet18", "dlib-resnet"), mu_id=at_least(0), nu_id=at_least(0), zeta_adv=at_least(0), disc_hidden=at_least(1),
             classifier_hidden=at_least(1), test_encoder=one_of("m", "mean"),
             stage3_fit=one_of("converge", "epochs"), stage3_max_steps=at_least(0), stage3_patience=at_least(1), stage3_holdout=between(0, 1, hi_open=True),
             stage3_lr=above(0), collapse_var=at_least(0), collapse_mi=at_least(0), stage1_patience=at_least(1),

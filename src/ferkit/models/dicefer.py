@@ -77,6 +77,22 @@ def _critics(channels: int, side: int, code_dim: int, hidden: int, form: str = "
     })
 
 
+def dlib_identity_encoder(m, side: int) -> nn.Module:
+    """dlib's face recognizer as eta (``ferkit.models.dlib_resnet.DlibIdentityEncoder``), without its weights
+    (the method loads them): needs RGB crops without whitening, aligned to the five-point template."""
+    from ferkit.data.dlib_chip import MTCNN_FIT, MTCNN_IN_DLIB_FACE, chip_points
+    from ferkit.data.faces import similarity_transform, template_landmarks
+    from ferkit.models.dlib_resnet import DlibIdentityEncoder
+
+    if m.channels != 3 or m.whitening != "none":
+        raise ConfigError("model.identity_encoder=dlib-resnet needs RGB crops without whitening (the face recognizer "
+                          "sees pixels as dlib does): set model.channels=3 and model.whitening=none.")
+    idx = list(MTCNN_FIT)
+    crop_to_chip = similarity_transform(template_landmarks(m.image_size, m.template)[idx],
+                                        chip_points(MTCNN_IN_DLIB_FACE[idx]))           # (2, 3)
+    return DlibIdentityEncoder(m.image_size, side, crop_to_chip)
+
+
 def build_networks(model_cfg, num_classes: int) -> dict[str, nn.Module]:
     """All DICE-FER networks from a ``DiceFerConfig`` (see ``ferkit.methods.dicefer``)."""
     m = model_cfg
@@ -86,14 +102,19 @@ def build_networks(model_cfg, num_classes: int) -> dict[str, nn.Module]:
         return DiceEncoder(m.channels, m.image_size, d, m.tap, m.code_from, m.gray_mode)
 
     exp = nn.ModuleDict({"m": encoder(), "n": encoder()})
-    idn = nn.ModuleDict({"m": encoder(), "n": encoder()})
     c, side, _ = exp["m"].map_shape
+    if getattr(m, "identity_encoder", "resnet18") == "dlib-resnet":
+        idn = nn.ModuleDict({"m": dlib_identity_encoder(m, side), "n": dlib_identity_encoder(m, side)})
+        c_id, d_id = idn["m"].map_channels, idn["m"].code_dim
+    else:
+        idn = nn.ModuleDict({"m": encoder(), "n": encoder()})
+        c_id, d_id = c, d
     return {
         "exp_encoders": exp,
         "id_encoders": idn,
         "s1_critics": _critics(c, side, d, m.critic_hidden, m.critic_form),
-        "s2_critics": _critics(2 * c, side, 2 * d, m.critic_hidden),
-        "discriminators": nn.ModuleDict({"m": Discriminator(2 * d, tuple(m.disc_hidden)),
-                                         "n": Discriminator(2 * d, tuple(m.disc_hidden))}),
+        "s2_critics": _critics(c + c_id, side, d + d_id, m.critic_hidden),
+        "discriminators": nn.ModuleDict({"m": Discriminator(d + d_id, tuple(m.disc_hidden)),
+                                         "n": Discriminator(d + d_id, tuple(m.disc_hidden))}),
         "classifier": ExpressionClassifier(d, num_classes, tuple(m.classifier_hidden)),
     }

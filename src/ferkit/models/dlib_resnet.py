@@ -203,6 +203,54 @@ class DlibFaceResNet(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(pixels))                        # (N, 128)
 
+    def map_and_code(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, 150, 150) RGB 0-255 -> (alevel1's map (N, 256, 4, 4), the descriptor (N, 128))."""
+        x = (pixels - self.mean) / 256.0
+        x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
+        for block in self.blocks[:-1]:
+            x = block(x)                                             # ... (N, 256, 4, 4) after alevel1
+        fmap = x
+        x = self.blocks[-1](x)                                       # (N, 256, 2, 2)
+        return fmap, self.fc(x.mean(dim=(2, 3)))
+
+
+class DlibIdentityEncoder(nn.Module):
+    """The face recognizer as a DICE-FER identity encoder: preprocessed crops in, (F^id, I) out, frozen.
+
+    DICE-FER's input x (B, 3, S, S) is an aligned crop normalised as ``(pixel / 255 - mean) / std``
+    (whitening none); the pixels are recovered, the crop is warped to dlib's 150 px chip with the fixed
+    similarity taking the crop's five template points onto dlib's chip template (``chip_from_crop``,
+    given by the caller; outside the crop is black), and the network returns its 256-channel map after
+    alevel1, average-pooled to ``side`` x ``side`` (the expression map's size), and its 128-D descriptor.
+    Its weights are dlib's (loaded by the method) and never trained.
+    """
+
+    map_channels = 256
+    code_dim = EMBED_DIM
+
+    def __init__(self, image_size: int, side: int, chip_from_crop: np.ndarray, mean: float = 0.5, std: float = 0.5):
+        super().__init__()
+        self.net = DlibFaceResNet()
+        self.side, self.mean_px, self.std_px = int(side), float(mean), float(std)
+        self.register_buffer("grid", _sampling_grid(chip_from_crop, image_size), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = (x.float() * self.std_px + self.mean_px) * 255.0                       # (B, 3, S, S) 0-255
+        grid = self.grid.to(x.device).expand(x.shape[0], -1, -1, -1)                    # (B, 150, 150, 2)
+        chip = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        fmap, code = self.net.map_and_code(chip)                                        # (B, 256, 4, 4), (B, 128)
+        return F.adaptive_avg_pool2d(fmap, self.side), code
+
+
+def _sampling_grid(chip_from_crop: np.ndarray, size: int) -> torch.Tensor:
+    """grid_sample's (1, 150, 150, 2) grid: for each chip pixel centre, where it lies in the crop, in [-1, 1]."""
+    m = np.linalg.inv(np.vstack([np.asarray(chip_from_crop, np.float64), [0.0, 0.0, 1.0]]))[:2]   # chip -> crop
+    c, r = np.meshgrid(np.arange(INPUT_SIZE, dtype=np.float64), np.arange(INPUT_SIZE, dtype=np.float64))
+    x = m[0, 0] * c + m[0, 1] * r + m[0, 2]
+    y = m[1, 0] * c + m[1, 1] * r + m[1, 2]
+    grid = np.stack([(2 * x + 1) / size - 1, (2 * y + 1) / size - 1], axis=-1)
+    return torch.from_numpy(grid[None].astype(np.float32))
+
 
 def _conv_from(conv: nn.Conv2d, con: dict, affine: dict) -> None:
     """Set ``conv`` to dlib's con followed by affine: weight * gamma, bias * gamma + beta."""
