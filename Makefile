@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torchvision from PyPI pairs with this torch; on this machine both resolve from local disk.
 	$(PIP) install -q "torch>=2.5" "torchvision>=0.20"
-	$(PIP) install -q -e ".[test,docs]"
+	# identity: dlib-resnet's weights (face-recognition-models); identity-test: dlib-bin, the parity tests' reference
+	$(PIP) install -q -e ".[test,docs,identity,identity-test]"
 	# facenet-pytorch carries the real MTCNN weights; its stale pins (torch<2.3, numpy<2) cannot sit next to
 	# torch>=2.5, so it goes in without its dependencies (ours cover what it imports); `ferkit doctor` checks.
 	$(PIP) install -q --no-deps "facenet-pytorch>=2.5"

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferkit.external.builtin import package_file
 from ferkit.external.identity import IDENTITY_MODELS, identity_weights
+from ferkit.external.packages import package_file
 from ferkit.models.dlib_format import DlibFormatError, DlibReader
 
 pytestmark = pytest.mark.usefixtures("one_thread")

