@@ -84,8 +84,8 @@ class SlurmExecutor:
         try:
             import submitit  # noqa: F401
         except ModuleNotFoundError:
-            raise ConfigError("--executor slurm needs submitit: pip install 'ferkit[slurm]' "
-                              "(or pip install submitit).") from None
+            raise ConfigError("--executor slurm needs submitit, a dependency of ferkit that is not installed "
+                              "here: pip install 'submitit>=1.5'.") from None
         self.params = params
 
     def describe(self) -> str:
