@@ -119,9 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from ferkit.study.options import executor_from, parse_folds, study_file
     from ferkit.study.runner import Study
     from ferkit.study.summary import write_summary
-    from ferkit.study.worker import import_plugins
 
-    import_plugins()                      # $FERKIT_PLUGINS: methods registered outside ferkit
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}.")
     if args.first_seed < 0:

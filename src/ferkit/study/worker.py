@@ -7,33 +7,15 @@ trains (resuming from ``checkpoints/last.safetensors`` when an earlier process w
 it into ``result.json``. Its output is the run's log (``logs/attempt<N>.log`` locally, ``slurm/`` on Slurm).
 
 Methods registered outside ferkit (a lab's own method module) are imported first from the comma-separated
-module names in ``$FERKIT_PLUGINS``, since a fresh process knows only ferkit's built-in methods.
+module names in ``$FERKIT_PLUGINS`` (:mod:`ferkit.plugins`), since a fresh process knows only ferkit's own.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from pathlib import Path
-
-#: environment variable naming extra modules to import (they register methods) before a run
-PLUGINS_ENV = "FERKIT_PLUGINS"
-
-
-def import_plugins() -> list[str]:
-    """Import every module named in ``$FERKIT_PLUGINS`` (comma-separated); returns their names."""
-    from ferkit.errors import ConfigError
-
-    names = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            raise ConfigError(f"{PLUGINS_ENV} names module '{name}', which cannot be imported ({e}); "
-                              "put its folder on PYTHONPATH.") from None
-    return names
 
 
 def run_worker(out: str, name: str, seed: int, fold: int | None = None, threads: int | None = None) -> dict:
@@ -42,6 +24,7 @@ def run_worker(out: str, name: str, seed: int, fold: int | None = None, threads:
 
     import torch
 
+    from ferkit.plugins import import_plugins
     from ferkit.study.runner import Study
 
     if threads:
