@@ -7,7 +7,6 @@ uninterrupted epochs of one process."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -32,8 +31,7 @@ def _free_port() -> int:
 
 def _config(tmp: Path, batch_size: int) -> Path:
     cfg = {"method": "tiny_test", "data": {"dataset": "folder", "data_path": str(tmp / "data"), "cache": False},
-           "train": {"epochs": 2, "batch_size": batch_size, "lr": 3e-2, "precision": "fp32", "device": "cpu",
-                     "num_workers": 0},
+           "train": {"epochs": 2, "batch_size": batch_size, "lr": 3e-2, "precision": "fp32", "device": "cpu"},
            "model": {"image_size": 8, "augment": "none"}}
     path = tmp / f"batch{batch_size}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -84,10 +82,9 @@ def test_two_nodes_match_one_process_and_resume_across_a_restart(tmp_path):
     _two_nodes(["--config", str(two), "--out", str(run)], tmp_path / "launch1")
     log = (run / "log.txt").read_text()
     assert "processes 2" in log
-    rows = (run / "metrics.jsonl").read_text().splitlines()
-    assert len([json.loads(r) for r in rows]) == len(set(rows))           # every line written once, by rank 0
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()
-                  if not p.name.endswith(".safetensors")) == []            # no temp file left by a second writer
+    assert log.count("train epoch 1/2:") == 1 and log.count("train epoch 2/2:") == 1   # written by rank 0 only
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3                     # header + 2 epochs
+    assert not [p.name for p in (run / "checkpoints").iterdir() if "tmp" in p.name]   # no second writer's temp
 
     single2 = tmp_path / "one_process_2"
     subprocess.run([sys.executable, "-m", "ferkit", "train", "--config", str(one), "--out", str(single2)],
