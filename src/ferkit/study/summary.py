@@ -181,7 +181,7 @@ def markdown(s: dict, study) -> str:
     lines = [f"# ferkit compare: {study.out}", "",
              f"- Configurations: {', '.join(names)}; reference **{ref}**; every difference is *config - {ref}*"
              + "".join(f", and *{b} - {a}*" for b, a in pairs(study)[len(others):])
-             + ", taken per seed (paired).",
+             + (", taken per fold and seed (paired)." if "folds" in s else ", taken per seed (paired)."),
              f"- Seeds: {', '.join(map(str, s['seeds']))}"
              + ("" if s["complete"] else f" ({len(s['missing'])} runs not finished yet: this summary is partial)"),
              f"- Data: {data.dataset} {where}".rstrip() + "; tested on the test split"
@@ -190,7 +190,7 @@ def markdown(s: dict, study) -> str:
                 "folds are an axis (every fold x seed run one unit; per fold below)" if "folds" in s else "") + ".",
              "- Model selection never touches the test split: "
              + "; ".join(f"{n}: {s['selection'][n] or 'no finished run'}" for n in names) + ".",
-             "- Intervals: 95% Student-t over the per-seed differences (bootstrap percentile interval beside it, "
+             f"- Intervals: 95% Student-t over the per-{'run' if 'folds' in s else 'seed'} differences (bootstrap percentile interval beside it, "
              "10 000 resamples); wins = seeds where the config is better than the reference in that metric's "
              "direction (lower is better for ECE, MCE, NLL, Brier, AURC, identity probes, subject retrieval, time).",
              ]
