@@ -83,6 +83,7 @@ def max_abs_difference(a, b) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=1, help="times each study is run, interleaved (the median is kept)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "study_jobs"))
     args = p.parse_args()
     out = Path(args.out)
@@ -92,19 +93,28 @@ def main() -> int:
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
     runs = {}
     variants = {"jobs1": ["--jobs", "1"], "jobs2": ["--jobs", "2"], "jobs1_threads1": ["--jobs", "1", "--threads-per-run", "1"]}
-    for key, flags in variants.items():
-        cmd = [sys.executable, "-m", "ferkit", "compare", *pairs, "--seeds", str(args.seeds),
-               "--out", str(work / key), *flags]
-        load = os.getloadavg()
-        t0 = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        summary = json.loads((work / key / "summary.json").read_text())
-        threads = sorted({json.loads(r.read_text())["threads"] for r in (work / key).glob("*/seed*/result.json")})
-        runs[key] = {"command": " ".join(["ferkit", *cmd[3:]]).replace(str(work), "WORK"),
-                     "wall_seconds": round(wall, 2), "threads_per_run": threads,
-                     "load_average_before": [round(x, 2) for x in load], "summary": summary}
-        print(f"{key}: {wall:.1f} s ({threads} threads per run)")
+    for rep in range(args.repeats):
+        for key, flags in variants.items():
+            study = work / f"{key}-{rep}"
+            cmd = [sys.executable, "-m", "ferkit", "compare", *pairs, "--seeds", str(args.seeds),
+                   "--out", str(study), *flags]
+            load = os.getloadavg()
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            summary = json.loads((study / "summary.json").read_text())
+            threads = sorted({json.loads(r.read_text())["threads"] for r in study.glob("*/seed*/result.json")})
+            entry = runs.setdefault(key, {"command": " ".join(["ferkit", *cmd[3:]]).replace(str(study), "OUT")
+                                          .replace(str(work), "WORK"), "threads_per_run": threads,
+                                          "wall_seconds_each": [], "load_average_before_each": [],
+                                          "summary": summary})
+            entry["wall_seconds_each"].append(round(wall, 2))
+            entry["load_average_before_each"].append([round(x, 2) for x in load])
+            if without_times(summary) != without_times(entry["summary"]):
+                entry["repeats_differ"] = True
+            print(f"{key} (repeat {rep + 1}): {wall:.1f} s ({threads} threads per run)")
+    for entry in runs.values():
+        entry["wall_seconds"] = round(float(np.median(entry["wall_seconds_each"])), 2)
     summaries = {k: without_times(v.pop("summary")) for k, v in runs.items()}
     acc = {k: {n: s["metrics"]["accuracy"][n]["mean"] for n in ("A", "B")} for k, s in summaries.items()}
     same = {"jobs2_vs_jobs1": summaries["jobs2"] == summaries["jobs1"],
