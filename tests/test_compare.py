@@ -1,24 +1,50 @@
 """`ferkit compare`: paired statistics against scipy and by hand, a study where one configuration cannot
-learn (lr 1e-7) and its interval must say so, a killed study that resumes to the same summary, and the
-refusals (a changed configuration, different data, malformed arguments)."""
+learn (lr 1e-7) and its interval must say so, a coordinator killed with SIGKILL that resumes to the same
+summary (and 2 local jobs at once give the summary 1 gives), failed runs retried and then reported, folds
+as an axis, and the refusals (a changed configuration, different data, malformed arguments).
+
+Every run is a process of its own (``python -m ferkit.study.worker``): the tests hand those processes the
+tiny method through ``FERKIT_PLUGINS`` and this folder on ``PYTHONPATH``, and pin one thread per run."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 from scipy import stats
 
-from engine_helpers import TinyMethod
 from ferkit.cli import main
 from ferkit.study.stats import describe, paired_difference, verdict
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "run_env")
+TESTS = Path(__file__).resolve().parent
+SRC = TESTS.parent / "src"
+
+
+def _run_env() -> dict:
+    """What a run's process needs: the tiny method (and the fault injector), these sources first."""
+    path = os.pathsep.join([str(SRC), str(TESTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {"FERKIT_PLUGINS": "engine_helpers,study_faults", "PYTHONPATH": path, "FERKIT_NO_PROGRESS": "1"}
+
+
+@pytest.fixture(scope="module")
+def run_env():
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in _run_env().items():
+            mp.setenv(k, v)
+        mp.delenv("FERKIT_TEST_FAIL", raising=False)
+        mp.delenv("FERKIT_TEST_FAIL_ONCE", raising=False)
+        yield
 
 CLASSES = ("anger", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
@@ -85,22 +111,30 @@ def _configs(tmp, data_root, lr_b: float = 1e-7):
     return paths
 
 
+def _argv(paths, out, seeds=3, extra=()):
+    return ["compare", f"A={paths['A']}", f"B={paths['B']}", "--seeds", str(seeds), "--out", str(out),
+            "--threads-per-run", "1", *extra]
+
+
 def _compare(paths, out, seeds=3, extra=()):
-    return main(["compare", f"A={paths['A']}", f"B={paths['B']}", "--seeds", str(seeds), "--out", str(out), *extra])
+    return main(_argv(paths, out, seeds, extra))
+
+
+def _without_times(s: dict) -> dict:
+    """A summary less its wall-time metric: the one thing two executors or a resumed study may change."""
+    s = json.loads(json.dumps(s))
+    s["metrics"].pop("train_seconds"), s["paired"].pop("train_seconds")
+    for fold in (s.get("per_fold") or {}).values():
+        fold["metrics"].pop("train_seconds"), fold["paired"].pop("train_seconds")
+    return s
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """The uninterrupted reference study, on one thread like the tests (a module fixture is set up before
-    the function-scoped ``one_thread``; another thread count would change the sums' rounding)."""
+def study(tmp_path_factory, run_env):
+    """The uninterrupted reference study: one local job, one thread per run."""
     tmp = tmp_path_factory.mktemp("study")
     paths = _configs(tmp, _toy_folder(tmp / "data"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert _compare(paths, tmp / "study") == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert _compare(paths, tmp / "study") == 0
     return tmp, paths, tmp / "study"
 
 
@@ -122,7 +156,8 @@ def test_a_configuration_that_cannot_learn_is_shown_worse(study, capsys):
     for name in "AB":
         for seed in range(3):
             r = json.loads((out / name / f"seed{seed}" / "result.json").read_text())
-            assert r["seed"] == seed and r["checkpoint"] == "checkpoints/best.safetensors"
+            assert r["seed"] == seed and r["checkpoint"] == "checkpoints/best.safetensors" and r["threads"] == 1
+            assert "finished: accuracy" in (out / name / f"seed{seed}" / "logs" / "attempt1.log").read_text()
             saved = yaml.safe_load((out / name / f"seed{seed}" / "config.yaml").read_text())
             assert saved["train"]["seed"] == seed
             assert (out / name / f"seed{seed}" / "eval" / "report.html").is_file()
@@ -140,32 +175,114 @@ def test_rerun_keeps_finished_runs(study, capsys):
     assert (out / "summary.json").read_text() == before
 
 
-def test_killed_study_resumes_to_the_same_summary(study, tmp_path, monkeypatch, capsys):
+def _kill_when_a_run_is_half_done(proc: subprocess.Popen, out: Path, timeout: float = 240) -> Path:
+    """SIGKILL the coordinator ``proc`` once some run has a checkpoint but no result yet; returns that run."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        assert proc.poll() is None, "the study ended before it could be killed"
+        for last in out.glob("*/seed*/checkpoints/last.safetensors"):
+            run = last.parent.parent
+            if not (run / "result.json").exists():
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+                return run
+        time.sleep(0.05)
+    raise AssertionError("no run reached its first checkpoint in time")
+
+
+@pytest.mark.slow
+def test_sigkilled_coordinator_resumes_to_the_summary_of_one_uninterrupted_job(study, tmp_path, capsys):
+    """2 jobs at once, the coordinator killed -9 mid-run, the same command again: the half-done run resumes
+    from its checkpoint, finished runs are kept, and the summary is the one-job study's, times aside."""
     _, paths, reference = study
-    calls = {"n": 0}
-    real_step = TinyMethod.train_step
-
-    def step_then_kill(self, phase, batch, ctx):
-        calls["n"] += 1
-        if calls["n"] == 123:             # 7 steps an epoch, 56 a run: the third run's second epoch
-            raise KeyboardInterrupt
-        return real_step(self, phase, batch, ctx)
-
-    monkeypatch.setattr(TinyMethod, "train_step", step_then_kill)
     out = tmp_path / "study"
-    assert _compare(paths, out) == 130
-    assert (out / "A" / "seed1" / "checkpoints" / "last.safetensors").is_file()
-    assert not (out / "A" / "seed1" / "result.json").exists()
-    capsys.readouterr()
-    assert _compare(paths, out) == 0
+    argv = _argv(paths, out, extra=["--jobs", "2"])
+    proc = subprocess.Popen([sys.executable, "-m", "ferkit", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env={**os.environ, **_run_env()})
+    half = _kill_when_a_run_is_half_done(proc, out)
+    assert proc.returncode == -signal.SIGKILL
+    pids = [int(line.split("(pid ")[1].split(",")[0]) for log in out.glob("*/seed*/logs/attempt1.log")
+            for line in log.read_text().splitlines() if line.startswith("ferkit study run")]
+    time.sleep(1.0)
+    assert pids and not [p for p in pids if Path(f"/proc/{p}").exists() and
+                         b"zombie" not in Path(f"/proc/{p}/status").read_bytes().lower()], \
+        "a run's process outlived its coordinator"
+    kept = {p.parent for p in out.glob("*/seed*/result.json")}
+    assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert printed.count("finished earlier, kept") == 2 and "A seed 1: resuming" in printed
-    assert json.loads((out / "A" / "seed1" / "result.json").read_text())["resumed"] is True
+    assert printed.count("finished earlier, kept") == len(kept)
+    assert f"{half.parent.name} seed {half.name[4:]}: resuming" in printed
+    assert json.loads((half / "result.json").read_text())["resumed"] is True
+    assert (half / "logs" / "attempt2.log").is_file()
     got, want = (json.loads((d / "summary.json").read_text()) for d in (out, reference))
-    for s in (got, want):                                  # wall time is the one thing that may differ
-        s["metrics"].pop("train_seconds"), s["paired"].pop("train_seconds")
-    assert got["metrics"] == want["metrics"] and got["paired"] == want["paired"]
-    assert got["metrics"]["accuracy"]["A"]["n"] == 3
+    assert _without_times(got) == _without_times(want)
+    assert got["complete"] and got["metrics"]["accuracy"]["A"]["n"] == 3
+
+
+@pytest.mark.slow
+def test_a_failed_run_is_retried_then_reported_with_its_log(tmp_path, monkeypatch, capsys):
+    paths = _configs(tmp_path, _toy_folder(tmp_path / "data"))
+    for name in "AB":                                       # 1 epoch: the runs' outcome is not the point here
+        cfg = yaml.safe_load(paths[name].read_text())
+        cfg["train"]["epochs"] = 1
+        paths[name].write_text(yaml.safe_dump(cfg))
+    once = tmp_path / "fail-once"
+    once.write_text("")
+    monkeypatch.setenv("FERKIT_TEST_FAIL_ONCE", str(once))
+    monkeypatch.setenv("FERKIT_TEST_FAIL", "B:1")
+    out = tmp_path / "study"
+    assert _compare(paths, out, seeds=2, extra=["--retries", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "A seed 0: failed (RuntimeError: injected failure (once)); starting it again, try 2 of 2" in printed
+    assert "B seed 1: failed 2 time(s), given up" in printed
+    s = json.loads((out / "summary.json").read_text())
+    assert not s["complete"] and s["metrics"]["accuracy"]["A"]["n"] == 2 and s["metrics"]["accuracy"]["B"]["n"] == 1
+    [missing] = s["missing"]
+    assert (missing["config"], missing["seed"], missing["failed"]["attempts"]) == ("B", 1, 2)
+    assert missing["failed"]["last_lines"][-1] == "RuntimeError: injected failure of B:1"
+    assert missing["failed"]["log"].endswith("B/seed1/logs/attempt2.log")
+    assert (out / "A" / "seed0" / "logs" / "attempt1.log").read_text().count("injected failure (once)") >= 1
+    assert "Failed after 2 tries: B seed 1" in (out / "summary.md").read_text()
+    monkeypatch.delenv("FERKIT_TEST_FAIL")                  # fixed: the same command finishes the study
+    assert _compare(paths, out, seeds=2, extra=["--retries", "0"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["complete"] and s["missing"] == [] and not (out / "B" / "seed1" / "failed.json").exists()
+
+
+@pytest.mark.slow
+def test_folds_are_an_axis_summarised_per_fold_and_over_folds(tmp_path, capsys):
+    paths = _configs(tmp_path, _toy_folder(tmp_path / "data"))
+    for name in "AB":
+        cfg = yaml.safe_load(paths[name].read_text())
+        cfg["data"]["num_folds"] = 2
+        cfg["train"]["epochs"] = 3
+        paths[name].write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "study"
+    assert _compare(paths, out, seeds=2, extra=["--folds", "9"]) == 2
+    assert "Fold 9 does not exist: configuration 'A' has data.num_folds = 2" in capsys.readouterr().err
+    assert _compare(paths, out, seeds=2, extra=["--folds", "all", "--jobs", "2"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["folds"] == [0, 1] and s["complete"] and set(s["per_fold"]) == {"0", "1"}
+    acc = {(n, f, sd): json.loads((out / n / f"fold{f}" / f"seed{sd}" / "result.json").read_text())["metrics"]
+           ["accuracy"] for n in "AB" for f in (0, 1) for sd in (0, 1)}
+    for f in (0, 1):
+        folds = json.loads((out / "A" / f"fold{f}" / "seed0" / "folds.json").read_text())
+        assert folds["fold"] == f and folds["folds"]["test_fold"] == f and folds["num_folds"] == 2
+        per = s["per_fold"][str(f)]
+        assert per["metrics"]["accuracy"]["A"]["mean"] == pytest.approx((acc["A", f, 0] + acc["A", f, 1]) / 2)
+        d = per["paired"]["accuracy"]["B-A"]
+        assert d["n"] == 2 and d["seeds"] == [0, 1]
+        assert d["mean"] == pytest.approx(np.mean([acc["B", f, sd] - acc["A", f, sd] for sd in (0, 1)]))
+    over = s["paired"]["accuracy"]["B-A"]
+    assert over["n"] == 4 and over["seeds"] == ["fold0/seed0", "fold0/seed1", "fold1/seed0", "fold1/seed1"]
+    assert over["mean"] == pytest.approx(np.mean([acc["B", k[1], k[2]] - acc["A", k[1], k[2]]
+                                                  for k in acc if k[0] == "A"]))
+    assert s["metrics"]["accuracy"]["A"]["n"] == 4 and s["metrics"]["accuracy"]["B"]["n"] == 4
+    rows = (out / "runs.csv").read_text().splitlines()
+    assert rows[0].startswith("config,fold,seed,selected_on,accuracy") and len(rows) == 9
+    assert "## Accuracy per fold" in (out / "summary.md").read_text()
+    assert _compare(paths, out, seeds=2) == 2                # the same folder without --folds
+    assert "was run with --folds" in capsys.readouterr().err
 
 
 def test_a_contrast_adds_the_paired_difference_of_two_named_configurations(study, tmp_path, capsys):

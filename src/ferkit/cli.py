@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        from ferkit.plugins import import_plugins
+
+        import_plugins()                  # $FERKIT_PLUGINS: methods registered outside ferkit
         return int(args._run(args) or 0)
     except FerkitError as e:
         if args.debug:

@@ -9,7 +9,16 @@ on the test split as `ferkit evaluate` does. The first configuration is the refe
 DIR/summary.json, summary.md and compare.png give the paired difference per metric with its 95% Student-t
 interval, a bootstrap interval and the seeds where it wins; DIR/runs.csv has one row per run.
 --contrast B-A adds the paired difference of two other configurations (an ablation against its full method).
-Rerunning the same command continues a stopped study; a changed configuration is refused.
+--folds all (or 0,3,...) makes the subject-independent folds an axis: every (configuration, seed, fold) is a
+run in DIR/NAME/fold<k>/seed<s>/, summarised per fold and over folds.
+
+Each run is a process of its own: --executor local (default) runs up to --jobs at once on this machine, the
+cores split between them; --executor slurm submits one Slurm job per run through submitit (--slurm-* flags,
+or the `slurm:` section of a --study-file). The coordinator only plans, submits, waits and summarises, and
+may be killed at any moment: rerunning the same command keeps finished runs, re-attaches to Slurm jobs still
+running, resumes half-trained runs from their checkpoint, and starts a failed run again up to --retries
+times before listing it, with its log's last lines, under `missing` in summary.json. A changed configuration
+is refused. See docs/scale-out.md.
 """
 
 from __future__ import annotations
@@ -49,6 +58,24 @@ def register(sub) -> argparse.ArgumentParser:
                    help="train every run with deterministic kernels (the same as --set train.deterministic=true)")
     p.add_argument("--summary-only", action="store_true",
                    help="write the summary of the runs finished so far, training nothing")
+    p.add_argument("--folds", metavar="all|K,...",
+                   help="folds as an axis of the study: all (0..data.num_folds-1) or a list such as 0,3,7")
+    x = p.add_argument_group("executors (defaults: the --study-file's keys, else local, 1 job, 1 retry)")
+    x.add_argument("--study-file", metavar="YAML",
+                   help="a file with any of: executor, jobs, threads_per_run, retries, folds, and a slurm: "
+                        "section (partition, gpus_per_job, time, cpus_per_job, account, extra: {KEY: VALUE}); "
+                        "flags given on the command line win")
+    x.add_argument("--executor", choices=["local", "slurm"], help="where runs go (default local)")
+    x.add_argument("--jobs", type=int, help="local: runs at once (default 1)")
+    x.add_argument("--threads-per-run", type=int, help="local: torch threads per run (default cores // jobs)")
+    x.add_argument("--retries", type=int, help="times a failed run is started again (default 1)")
+    x.add_argument("--slurm-partition")
+    x.add_argument("--slurm-gpus-per-job", type=int, help="GPUs per run's job (default 0)")
+    x.add_argument("--slurm-time", help="time limit per job: minutes, H:MM:SS or D-HH:MM:SS (default 60)")
+    x.add_argument("--slurm-cpus-per-job", type=int, help="CPUs per job, also the run's threads (default 1)")
+    x.add_argument("--slurm-account")
+    x.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option, e.g. qos=high or mem=16G (repeatable)")
     return p
 
 
@@ -98,9 +125,9 @@ def train_config_dict(path: Path, sets: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     from ferkit.errors import ConfigError
+    from ferkit.study.coordinator import run_study
+    from ferkit.study.options import executor_from, parse_folds, study_file
     from ferkit.study.runner import Study
     from ferkit.study.summary import write_summary
 
@@ -116,13 +143,15 @@ def run(args: argparse.Namespace) -> int:
     evaluation = {"batch_size": args.batch_size, "device": args.device, "leakage": not args.no_leakage,
                   "modified_mig_steps": args.modified_mig_steps}
     contrasts = parse_contrasts(args.contrast, list(configs))
-    study = Study(args.out, configs, seeds, evaluation, contrasts=contrasts)
+    options = study_file(args.study_file)
+    folds = parse_folds(args.folds if args.folds is not None else options.get("folds"), configs)
+    study = Study(args.out, configs, seeds, evaluation, contrasts=contrasts, folds=folds)
+    executor, retries = executor_from(args, options)
     if args.summary_only:
         study.open()
         summary = write_summary(study)
     else:
-        progress = not os.environ.get("FERKIT_NO_PROGRESS")
-        summary = study.run(progress=progress)
+        summary = run_study(study, executor, retries=retries)
     print_summary(summary)
     print(f"summary: {Path(args.out) / 'summary.md'}")
     return 0

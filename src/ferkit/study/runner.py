@@ -1,14 +1,14 @@
-"""Run a paired-seed study: every configuration trained once per seed on the same data, then evaluated.
+"""A paired-seed study's folder, its manifest, and one run of it: what every executor's process executes.
 
-``run_study(out, configs, seeds)`` trains configuration NAME with ``train.seed = s`` into
-``out/NAME/seed<s>/`` (an ordinary ``ferkit train`` run folder), evaluates the checkpoint the engine
-selected (the best epoch on the validation split, or the last epoch where there is none: never the test
-split) on the test split as ``ferkit evaluate`` does, into ``out/NAME/seed<s>/eval/``, and records the
-headline metrics in ``out/NAME/seed<s>/result.json``. Runs go seed by seed, so a stopped study has whole
-pairs. ``out/study.json`` is the study's manifest: each configuration with its fingerprint (the config
-without ``train.seed`` and ``train.out``) and the evaluation settings. Rerunning continues: finished runs
-are kept, an interrupted run resumes from its last checkpoint, and a changed configuration is refused.
-After every run the summary (``summary.json``, ``summary.md``, ``runs.csv``, ``compare.png``) is rewritten.
+A study trains configuration NAME with ``train.seed = s`` into ``out/NAME/seed<s>/`` (an ordinary ``ferkit
+train`` run folder), or, with folds as an axis, with ``data.fold = k`` too into ``out/NAME/fold<k>/seed<s>/``;
+evaluates the checkpoint the engine selected (the best epoch on the validation split, or the last epoch where
+there is none: never the test split) on the test split as ``ferkit evaluate`` does, into ``<run>/eval/``, and
+records the headline metrics in ``<run>/result.json``. ``out/study.json`` is the study's manifest: each
+configuration with its fingerprint (the config without ``train.seed`` and ``train.out``), the seeds, the folds
+and the evaluation settings; a run's process (``python -m ferkit.study.worker``, locally or in a Slurm job)
+reads everything it needs from it. Finished runs are kept, an interrupted run resumes from its last
+checkpoint, and a changed configuration is refused. ``ferkit.study.coordinator`` plans, submits and waits.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ferkit.errors import ConfigError, FerkitError
-from ferkit.study.files import write_json_atomic
+from ferkit.study.files import read_json, write_json
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: data fields that define the images and split every configuration must share
@@ -55,16 +55,34 @@ def _first_difference(old: dict, new: dict) -> str | None:
     return f"{key} {a!r} -> {b!r}"
 
 
-def run_config(config: dict, seed: int, run_dir: Path) -> dict:
-    """The configuration of one run: ``config`` with ``train.seed`` and ``train.out`` set."""
+class RunKey(NamedTuple):
+    """One run of a study: a configuration, a seed and (when folds are an axis) the held-out fold."""
+    name: str
+    seed: int
+    fold: int | None = None
+
+    @property
+    def unit(self) -> int | str:
+        """The pairing unit of the run: its seed, or ``"fold<k>/seed<s>"`` when folds are an axis."""
+        return self.seed if self.fold is None else f"fold{self.fold}/seed{self.seed}"
+
+    def label(self) -> str:
+        return f"{self.name} seed {self.seed}" + ("" if self.fold is None else f" fold {self.fold}")
+
+
+def run_config(config: dict, seed: int, run_dir: Path, fold: int | None = None) -> dict:
+    """The configuration of one run: ``config`` with ``train.seed``, ``train.out`` (and ``data.fold``) set."""
     c = copy.deepcopy(config)
     c.setdefault("train", {})
     c["train"]["seed"], c["train"]["out"] = int(seed), str(run_dir)
+    if fold is not None:
+        c.setdefault("data", {})["fold"] = int(fold)
     return c
 
 
-def check_configs(configs: dict[str, dict]) -> dict:
-    """Validate names and configurations before anything runs; every one must use the same data.
+def check_configs(configs: dict[str, dict], folds: list[int] | None = None) -> dict:
+    """Validate names and configurations before anything runs; every one must use the same data (and,
+    with ``folds``, leave ``data.fold`` to the study and have each of those folds).
 
     Returns {name: ExperimentConfig}. Raises ConfigError naming the configuration that is wrong.
     """
@@ -77,10 +95,18 @@ def check_configs(configs: dict[str, dict]) -> dict:
         if not _NAME.match(name):
             raise ConfigError(f"Configuration name '{name}' must be letters, digits, '_', '-' or '.', "
                               f"starting with a letter or digit (it names the folder of its runs).")
+        if folds is not None and (d.get("data") or {}).get("fold") is not None:
+            raise ConfigError(f"Configuration '{name}' sets data.fold = {d['data']['fold']}, but --folds makes the "
+                              "fold an axis of the study; remove data.fold from it.")
         try:
             built[name] = experiment_from_dict(run_config(d, 0, Path("unused")))
         except ConfigError as e:
             raise ConfigError(f"Configuration '{name}': {e}") from None
+        k = built[name].data.num_folds
+        bad = [f for f in folds or [] if not 0 <= f < k]
+        if bad:
+            raise ConfigError(f"Fold {bad[0]} does not exist: configuration '{name}' has data.num_folds = {k}, "
+                              f"so --folds takes 0..{k - 1} or all.")
     first = next(iter(configs))
     ref = built[first].data
     for name, cfg in built.items():
@@ -96,13 +122,31 @@ class Study:
     """A study folder: its manifest, its runs, and their results (see the module docstring)."""
 
     def __init__(self, out: str | Path, configs: dict[str, dict], seeds: list[int], evaluation: dict,
-                 contrasts: list[tuple[str, str]] | None = None):
+                 contrasts: list[tuple[str, str]] | None = None, folds: list[int] | None = None,
+                 check: bool = True):
         self.out = Path(out)
         self.configs, self.seeds, self.evaluation = configs, list(seeds), dict(evaluation)
+        #: the held-out folds, an axis of the study (None: each configuration's own split, no fold axis)
+        self.folds = None if folds is None else sorted(set(int(f) for f in folds))
         #: extra paired differences (B, A) = B - A besides every configuration against the first
         self.contrasts = list(contrasts or [])
-        self.built = check_configs(configs)
+        self.built = check_configs(configs, self.folds) if check else {}
         self.fingerprints = {n: fingerprint(c) for n, c in configs.items()}
+
+    @classmethod
+    def from_manifest(cls, out: str | Path) -> Study:
+        """The study a run's process works on, read from ``out/study.json`` (written by the coordinator)."""
+        m = read_json(Path(out) / "study.json")
+        if m is None:
+            raise FerkitError(f"{Path(out) / 'study.json'} is missing or not valid JSON; start the study with "
+                              "ferkit compare.")
+        configs = {n: e["config"] for n, e in m["configs"].items()}
+        return cls(out, configs, m["seeds"], m["evaluation"], folds=m.get("folds"), check=False)
+
+    def keys(self) -> list[RunKey]:
+        """Every run, seed by seed (then fold by fold), so a stopped study has whole pairs."""
+        folds = [None] if self.folds is None else self.folds
+        return [RunKey(n, s, f) for s in self.seeds for f in folds for n in self.configs]
 
     # --- the manifest ------------------------------------------------------------------------------
     def open(self) -> None:
@@ -119,6 +163,9 @@ class Study:
                 diff = _first_difference(old.get("evaluation"), self.evaluation)
                 raise FerkitError(f"Study {self.out} was evaluated with other settings ({diff}); use the same "
                                   "settings or a new --out.")
+            if old.get("configs") and (old.get("folds") is None) != (self.folds is None):
+                raise FerkitError(f"Study {self.out} was run " + ("without" if old.get("folds") is None else "with")
+                                  + " --folds; folds cannot be added to or dropped from a study: use a new --out.")
             for name, entry in (old.get("configs") or {}).items():
                 if name in self.configs and entry.get("fingerprint") != self.fingerprints[name]:
                     diff = _first_difference(_stripped(entry.get("config", {})), _stripped(self.configs[name]))
@@ -129,33 +176,32 @@ class Study:
         configs.update({n: {"fingerprint": self.fingerprints[n], "config": _stripped(c)}
                         for n, c in self.configs.items()})
         seeds = sorted(set(old.get("seeds", [])) | set(self.seeds))
+        manifest = {"configs": configs, "seeds": seeds, "evaluation": self.evaluation}
+        if self.folds is not None:
+            manifest["folds"] = sorted(set(old.get("folds") or []) | set(self.folds))
         from ferkit import __version__
 
-        write_json_atomic(path, {"configs": configs, "seeds": seeds, "evaluation": self.evaluation,
-                           "ferkit_version": __version__})
+        write_json(path, {**manifest, "ferkit_version": __version__})
 
-    def run_dir(self, name: str, seed: int) -> Path:
-        return self.out / name / f"seed{seed}"
+    def run_dir(self, name: str, seed: int, fold: int | None = None) -> Path:
+        return self.out / name / (f"seed{seed}" if fold is None else f"fold{fold}/seed{seed}")
 
-    def result(self, name: str, seed: int) -> dict | None:
-        """The recorded result of a finished run with this configuration, else None."""
-        path = self.run_dir(name, seed) / "result.json"
-        if not path.is_file():
-            return None
-        try:
-            r = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return None                     # a result that never finished writing: the run is redone
-        return r if r.get("fingerprint") == self.fingerprints.get(name) else None
+    def result(self, name: str, seed: int, fold: int | None = None) -> dict | None:
+        """The recorded result of a finished run with this configuration, else None (also for a result
+        that never finished writing: that run is redone)."""
+        r = read_json(self.run_dir(name, seed, fold) / "result.json")
+        return r if r is not None and r.get("fingerprint") == self.fingerprints.get(name) else None
 
     # --- one run -----------------------------------------------------------------------------------
-    def run_one(self, name: str, seed: int, progress: bool = False) -> dict:
+    def run_one(self, name: str, seed: int, fold: int | None = None, progress: bool = False) -> dict:
         """Train (or resume) and evaluate one run; returns and records its result."""
+        import torch
+
         from ferkit.config import experiment_from_dict
         from ferkit.engine.trainer import train
 
-        run_dir = self.run_dir(name, seed)
-        cfg = experiment_from_dict(run_config(self.configs[name], seed, run_dir))
+        run_dir = self.run_dir(name, seed, fold)
+        cfg = experiment_from_dict(run_config(self.configs[name], seed, run_dir, fold))
         last = run_dir / "checkpoints" / "last.safetensors"
         resume = str(run_dir) if last.is_file() and (run_dir / "config.yaml").is_file() else None
         t0 = time.time()
@@ -164,12 +210,12 @@ class Study:
         selected_on = "val" if trained.checkpoint.name == "best.safetensors" else "last epoch"
         t1 = time.time()
         metrics, embedding_dim = self._evaluate(trained.checkpoint, run_dir / "eval")
-        result = {"name": name, "seed": int(seed), "fingerprint": self.fingerprints[name],
+        result = {"name": name, "seed": int(seed), "fold": fold, "fingerprint": self.fingerprints[name],
                   "checkpoint": str(trained.checkpoint.relative_to(run_dir)), "selected_on": selected_on,
                   "resumed": resume is not None, "metrics": metrics, "embedding_dim": embedding_dim,
                   "train_seconds": float(trained.metrics.get("train_seconds", t_train)),
-                  "seconds": round(t_train + time.time() - t1, 2)}
-        write_json_atomic(run_dir / "result.json", result)
+                  "seconds": round(t_train + time.time() - t1, 2), "threads": torch.get_num_threads()}
+        write_json(run_dir / "result.json", result)
         return result
 
     def _evaluate(self, checkpoint: Path, out: Path) -> tuple[dict, int | None]:
@@ -187,43 +233,3 @@ class Study:
         np.savez_compressed(out / "embeddings.npz", embedding=np.asarray(emb, dtype=np.float32),
                             subjects=np.asarray(preds["subjects"]), labels=np.asarray(preds["labels"]))
         return headline, int(np.asarray(emb).shape[1])
-
-    # --- the whole study ---------------------------------------------------------------------------
-    def run(self, log: Callable[[str], None] = print, progress: bool = False) -> dict:
-        """Every (seed, configuration) not yet finished, seed by seed; the summary after each run."""
-        from ferkit.study.summary import write_summary
-
-        self.open()
-        todo = [(s, n) for s in self.seeds for n in self.configs]
-        total, done_now = len(todo), {}
-        t_study = time.time()
-        for i, (seed, name) in enumerate(todo, start=1):
-            tag = f"[{i}/{total}] {name} seed {seed}"
-            if self.result(name, seed) is not None:
-                log(f"{tag}: finished earlier, kept")
-                continue
-            state = "resuming" if (self.run_dir(name, seed) / "checkpoints" / "last.safetensors").is_file() \
-                else "training"
-            log(f"{tag}: {state} into {self.run_dir(name, seed)}")
-            r = self.run_one(name, seed, progress=progress)
-            done_now.setdefault(name, []).append(r["seconds"])
-            eta = _eta(todo[i:], done_now, self)
-            acc = r["metrics"].get("accuracy")
-            log(f"{tag}: accuracy {acc:.4f} ({r['selected_on']} weights) in {_clock(r['seconds'])}; "
-                f"study {_clock(time.time() - t_study)} so far, ETA {_clock(eta) if eta is not None else '?'}")
-            write_summary(self)
-        return write_summary(self)
-
-
-def _eta(remaining: list[tuple[int, str]], done_now: dict[str, list[float]], study: Study) -> float | None:
-    """Seconds left: each remaining unfinished run at its configuration's mean time in this invocation."""
-    if not done_now:
-        return None
-    overall = float(np.mean([t for ts in done_now.values() for t in ts]))
-    left = [(s, n) for s, n in remaining if study.result(n, s) is None]
-    return sum(float(np.mean(done_now[n])) if n in done_now else overall for _, n in left)
-
-
-def _clock(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

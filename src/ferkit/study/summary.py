@@ -2,7 +2,8 @@
 
 ``summary.json``::
 
-    {"configs": [A, B, ...], "seeds": [...], "reference": A, "complete": bool, "missing": [...],
+    {"configs": [A, B, ...], "seeds": [...], "reference": A, "complete": bool,
+     "missing": [{"config", "seed", ("fold",) ("failed": {"attempts", "log", "last_lines"})}],
      "selection": {name: "best epoch on the validation split" | "last epoch (no validation split)"},
      "matched_dim": d or null,
      "metrics": {metric: {name: {"mean", "std", "n"}}},
@@ -11,6 +12,13 @@
 ``identity_probe_matched`` is the subject probe on every configuration's expression embedding cut by PCA
 to the smallest embedding width in the study (``matched_dim``), so embeddings of different widths are
 compared at one dimension; ``identity_probe_accuracy`` is the probe at each embedding's own width.
+
+With folds as an axis (``--folds``) the summary also has ``"folds": [k, ...]`` and ``"per_fold": {k:
+{"metrics", "paired"}}`` (each fold over its seeds); the top-level ``metrics`` and ``paired`` are then over
+folds: every (fold, seed) run is one unit, named ``"fold<k>/seed<s>"``, paired with the same unit of the
+reference. The folds' test sets are disjoint but their training sets overlap, so the t interval over folds
+is narrower than the sampling variability it stands for (Nadeau and Bengio, 2003): read it as a screen.
+The summary depends on the runs' results only, never on which executor ran them (their times aside).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.study.files import write_json_atomic
+from ferkit.study.files import read_json, write_json
 from ferkit.study.stats import describe, higher_is_better, paired_difference, verdict
 
 #: metrics in the order the summary lists them (those no run has are left out)
@@ -44,17 +52,17 @@ def matched_probes(study, results: dict[str, dict[int, dict]]) -> int | None:
     if not dims:
         return None
     dim = int(min(dims))
-    for name, by_seed in results.items():
-        for seed, r in by_seed.items():
+    for name, by_unit in results.items():
+        for r in by_unit.values():
             if not r.get("embedding_dim"):
                 continue
             cached = r.get("matched_probe") or {}
             if cached.get("dim") != dim:
-                path = study.run_dir(name, seed) / "eval" / "embeddings.npz"
-                with np.load(path) as z:
+                run_dir = study.run_dir(name, r["seed"], r.get("fold"))
+                with np.load(run_dir / "eval" / "embeddings.npz") as z:
                     probe = identity_probe(z["embedding"], z["subjects"], seed=0, pca_dim=dim)
                 r["matched_probe"] = {"dim": dim, "accuracy": probe["accuracy"]}
-                write_json_atomic(study.run_dir(name, seed) / "result.json", r)
+                write_json(run_dir / "result.json", r)
             r["metrics"]["identity_probe_matched"] = r["matched_probe"]["accuracy"]
     return dim
 
@@ -68,32 +76,58 @@ def pairs(study) -> list[tuple[str, str]]:
     return out
 
 
+def _missing(study, key) -> dict:
+    entry = {"config": key.name, "seed": key.seed}
+    if key.fold is not None:
+        entry["fold"] = key.fold
+    failed = read_json(study.run_dir(*key) / "failed.json")
+    if failed is not None:
+        entry["failed"] = failed
+    return entry
+
+
+def _statistics(study, values: dict, names: list[str], metrics: list[str]) -> dict:
+    """{"metrics": per configuration, "paired": per pair} of ``values`` {metric: {name: {unit: value}}}."""
+    paired = {m: {f"{b}-{a}": paired_difference(values[m][a], values[m][b], m) for b, a in pairs(study)}
+              for m in metrics}
+    for m, by_pair in paired.items():
+        for d in by_pair.values():
+            d["verdict"] = verdict(d, m)
+    return {"metrics": {m: {n: describe(values[m][n].values()) for n in names} for m in metrics},
+            "paired": paired}
+
+
 def summarise(study) -> dict:
     """The summary mapping of a study's finished runs (see the module docstring)."""
     names, seeds = list(study.configs), list(study.seeds)
-    results = {n: {s: r for s in seeds if (r := study.result(n, s)) is not None} for n in names}
+    keys = [k for k in study.keys()]
+    results = {n: {} for n in names}
+    for k in keys:
+        if (r := study.result(*k)) is not None:
+            results[k.name][k.unit] = r
     dim = matched_probes(study, results)
-    for by_seed in results.values():
-        for r in by_seed.values():
+    for by_unit in results.values():
+        for r in by_unit.values():
             r["metrics"]["train_seconds"] = r["train_seconds"]
-    present = {k for by_seed in results.values() for r in by_seed.values() for k in r["metrics"]}
+    present = {k for by_unit in results.values() for r in by_unit.values() for k in r["metrics"]}
     metrics = [m for m in ORDER if m in present] + sorted(present - set(ORDER))
-    values = {m: {n: {s: r["metrics"].get(m) for s, r in results[n].items()} for n in names} for m in metrics}
-    ref = names[0]
+    values = {m: {n: {u: r["metrics"].get(m) for u, r in results[n].items()} for n in names} for m in metrics}
     summary = {
-        "configs": names, "seeds": seeds, "reference": ref,
-        "complete": all(len(results[n]) == len(seeds) for n in names),
-        "missing": [{"config": n, "seed": s} for s in seeds for n in names if s not in results[n]],
+        "configs": names, "seeds": seeds, "reference": names[0],
+        "complete": all(study.result(*k) is not None for k in keys),
+        "missing": [_missing(study, k) for k in keys if k.unit not in results[k.name]],
         "selection": {n: "; ".join(sorted({_SELECTION[r["selected_on"]] for r in results[n].values()})) or None
                       for n in names},
         "matched_dim": dim,
-        "metrics": {m: {n: describe(values[m][n].values()) for n in names} for m in metrics},
-        "paired": {m: {f"{b}-{a}": paired_difference(values[m][a], values[m][b], m) for b, a in pairs(study)}
-                   for m in metrics},
+        **_statistics(study, values, names, metrics),
     }
-    for m, by_pair in summary["paired"].items():
-        for d in by_pair.values():
-            d["verdict"] = verdict(d, m)
+    if study.folds is not None:
+        summary["folds"] = list(study.folds)
+        summary["per_fold"] = {}
+        for f in study.folds:
+            by_seed = {m: {n: {results[n][u]["seed"]: v for u, v in values[m][n].items()
+                               if results[n][u].get("fold") == f} for n in names} for m in metrics}
+            summary["per_fold"][str(f)] = _statistics(study, by_seed, names, metrics)
     summary["_values"], summary["_results"] = values, results
     return summary
 
@@ -105,7 +139,7 @@ def write_summary(study) -> dict:
     s = summarise(study)
     values, results = s.pop("_values"), s.pop("_results")
     out = study.out
-    write_json_atomic(out / "summary.json", s)
+    write_json(out / "summary.json", s)
     _write_runs_csv(out / "runs.csv", results, values)
     (out / "summary.md").write_text(markdown(s, study), encoding="utf-8")
     shown = [m for m in PLOTTED if m in values]
@@ -119,13 +153,14 @@ def write_summary(study) -> dict:
 def _write_runs_csv(path: Path, results: dict[str, dict[int, dict]], values: dict) -> None:
     """One row per finished run (the results ``summarise`` read), every metric a column."""
     metrics = list(values)
+    folds = any(r.get("fold") is not None for by_unit in results.values() for r in by_unit.values())
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["config", "seed", "selected_on", *metrics])
-        for n, by_seed in results.items():
-            for seed, r in by_seed.items():
-                w.writerow([n, seed, r["selected_on"], *("" if values[m][n].get(seed) is None else
-                                                         f"{values[m][n][seed]:.6g}" for m in metrics)])
+        w.writerow(["config", *(["fold"] if folds else []), "seed", "selected_on", *metrics])
+        for n, by_unit in results.items():
+            for u, r in by_unit.items():
+                w.writerow([n, *([r["fold"]] if folds else []), r["seed"], r["selected_on"],
+                            *("" if values[m][n].get(u) is None else f"{values[m][n][u]:.6g}" for m in metrics)])
 
 
 def _num(x, signed: bool = False) -> str:
@@ -146,14 +181,16 @@ def markdown(s: dict, study) -> str:
     lines = [f"# ferkit compare: {study.out}", "",
              f"- Configurations: {', '.join(names)}; reference **{ref}**; every difference is *config - {ref}*"
              + "".join(f", and *{b} - {a}*" for b, a in pairs(study)[len(others):])
-             + ", taken per seed (paired).",
+             + (", taken per fold and seed (paired)." if "folds" in s else ", taken per seed (paired)."),
              f"- Seeds: {', '.join(map(str, s['seeds']))}"
              + ("" if s["complete"] else f" ({len(s['missing'])} runs not finished yet: this summary is partial)"),
              f"- Data: {data.dataset} {where}".rstrip() + "; tested on the test split"
-             + (f" of fold {data.fold}" if data.fold is not None else "") + ".",
+             + (f" of fold {data.fold}" if data.fold is not None else "")
+             + (f" of each fold: folds {', '.join(map(str, s['folds']))} of {data.num_folds} subject-independent "
+                "folds are an axis (every fold x seed run one unit; per fold below)" if "folds" in s else "") + ".",
              "- Model selection never touches the test split: "
              + "; ".join(f"{n}: {s['selection'][n] or 'no finished run'}" for n in names) + ".",
-             "- Intervals: 95% Student-t over the per-seed differences (bootstrap percentile interval beside it, "
+             f"- Intervals: 95% Student-t over the per-{'run' if 'folds' in s else 'seed'} differences (bootstrap percentile interval beside it, "
              "10 000 resamples); wins = seeds where the config is better than the reference in that metric's "
              "direction (lower is better for ECE, MCE, NLL, Brier, AURC, identity probes, subject retrieval, time).",
              ]
@@ -161,7 +198,13 @@ def markdown(s: dict, study) -> str:
         lines.append(f"- Identity probe at matched dimension: each expression embedding cut by PCA to "
                      f"{s['matched_dim']} dimensions (the smallest in the study) before the subject probe; "
                      "compare those numbers across configurations, not the probe at each embedding's own width.")
-    lines += ["", "## Per configuration (mean ± std over seeds, n)", "",
+    failed = [m for m in s["missing"] if "failed" in m]
+    for m in failed:
+        lines.append(f"- Failed after {m['failed']['attempts']} tries: {m['config']} seed {m['seed']}"
+                     + (f" fold {m['fold']}" if "fold" in m else "") + f" (log {m['failed']['log']}: "
+                     + (m["failed"]["last_lines"][-1] if m["failed"]["last_lines"] else "no output") + ")")
+    unit = "over folds x seeds" if "folds" in s else "over seeds"
+    lines += ["", f"## Per configuration (mean ± std {unit}, n)", "",
               "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for m, by in s["metrics"].items():
         cells = [f"{_num(by[n]['mean'])} ± {_num(by[n]['std'])} ({by[n]['n']})" if by[n]["n"] else "-"
@@ -185,6 +228,15 @@ def markdown(s: dict, study) -> str:
                 cells.append(f"{_num(d['mean'], True)} [{_num(d['lo'], True)}, {_num(d['hi'], True)}] "
                              f"({_num(d['boot_lo'], True)}, {_num(d['boot_hi'], True)}), {d['wins']}/{d['n']}{star}")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        if "per_fold" in s and "accuracy" in s["metrics"]:
+            lines += ["", "## Accuracy per fold (mean over seeds; paired difference to the reference, wins/n)", "",
+                      "| fold | " + " | ".join(names) + " | " + " | ".join(f"{b} - {a}" for b, a in shown_pairs)
+                      + " |", "|---|" + "---|" * (len(names) + len(shown_pairs))]
+            for f, st in s["per_fold"].items():
+                means = [_num(st["metrics"]["accuracy"][n]["mean"]) for n in names]
+                diffs = [f"{_num(d['mean'], True)}, {d['wins']}/{d['n']}" if d["n"] else "-"
+                         for d in (st["paired"]["accuracy"][f"{b}-{a}"] for b, a in shown_pairs)]
+                lines.append(f"| {f} | " + " | ".join(means + diffs) + " |")
         lines += ["", "## In words", ""]
         for b, a in shown_pairs:
             shown, level = [], []
