@@ -1,7 +1,7 @@
 """Wall time of one tiny study run with `ferkit compare --jobs 1` and `--jobs 2`, and whether the two
 summaries are the same (times aside).
 
-    .venv/bin/python benchmarks/study_jobs.py [--seeds 4] [--out benchmarks/results/study_jobs]
+    .venv/bin/python benchmarks/speed/bench_study_jobs.py [--seeds 4] [--out benchmarks/results/study_jobs]
 
 The study: 2 configurations (the tests' tiny MLP method on 8x8 gray class folders, lr 3e-2 and 1e-7, 8
 epochs) x N seeds, each run a process of its own. With --jobs 1 one run at a time gets every core; with
@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ("anger", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
