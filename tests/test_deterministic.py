@@ -71,10 +71,10 @@ def test_compare_passes_the_flag_to_every_configuration(tmp_path, monkeypatch):
     seen = {}
 
     class Study:
-        def __init__(self, out, configs, seeds, evaluation, contrasts=()):
+        def __init__(self, out, configs, seeds, evaluation, contrasts=(), **kwargs):   # folds, ...:
             seen.update(configs)
 
-        def run(self, progress=True):
+        def __getattr__(self, name):          # the first thing the coordinator asks of the study: stop there
             raise SystemExit(0)
 
     monkeypatch.setattr("ferkit.study.runner.Study", Study)
