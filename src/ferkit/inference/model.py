@@ -6,8 +6,11 @@ normalisation, whitening). Checkpoints trained on pre-aligned data (``align="non
 are still detected and aligned to their template, so ordinary photos work; pass ``aligned=True`` when
 the inputs already are aligned crops, which then skip detection and are only resized.
 
-Photos are detected in groups of ``batch_size`` (MTCNN runs the images of one size together) and faces
-are classified in batches of ``batch_size`` faces (one forward pass each).
+Photos are detected in groups of ``batch_size`` (MTCNN runs them together whatever their sizes, each with
+its per-photo results; ``data/mtcnn_batch.py``), in a worker thread that decodes and detects the next
+group while the model classifies the faces of the previous one, in batches of ``batch_size`` faces (one
+forward pass each). ``min_face_size="auto"`` (opt-in) searches each photo for faces of at least 1/12 of
+its shorter side at a reduced resolution (``FaceDetector``).
 Uncertainty is the evidential u = C / S for models that have it (UA-FER), else 1 - max_c p_c;
 ``info()["uncertainty"]`` says which.
 """
@@ -169,7 +172,7 @@ class FERModel:
         return self.align_batch([image], aligned)[0]
 
     def align_batch(self, images: list[np.ndarray], aligned: bool = False) -> list[tuple[list, list[np.ndarray]]]:
-        """``align`` for several images, detected together (MTCNN batches images of one size)."""
+        """``align`` for several images of any sizes, detected together."""
         from ferkit.data.faces import align_face, crop_box
 
         if aligned:
