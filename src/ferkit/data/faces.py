@@ -175,7 +175,9 @@ class FaceDetector:
     def detect_batch(self, images: list[np.ndarray], max_pixels: int = 1 << 24) -> list[list[Face]]:
         """``detect`` for each image, all through MTCNN together whatever their sizes (``mtcnn_batch``: each
         image keeps its own pyramid and clipping, so its faces are those ``detect`` finds for it alone), at
-        most ``max_pixels`` pixels per P-Net canvas."""
+        most ``max_pixels`` pixels per P-Net canvas. Images that all share one size (video frames, a server's
+        batch) take facenet-pytorch's own batch mode instead, which resizes them in one call: for many small
+        photos the per-image steps of the any-size path cost more than they share."""
         import torch
 
         from ferkit.data.mtcnn_batch import detect_faces_any_size
@@ -185,10 +187,22 @@ class FaceDetector:
         idx = [i for i, (img, _) in enumerate(prepared) if img is not None]
         if not idx:
             return out
-        with torch.no_grad():
-            found = detect_faces_any_size([prepared[i][0] for i in idx], self.min_face_size, self._nets["pnet"],
-                                          self._nets["rnet"], self._nets["onet"], self.thresholds, self.factor,
-                                          self.device, max_pixels)
+        shapes = {prepared[i][0].shape for i in idx}
+        if len(shapes) == 1:                      # one size: facenet-pytorch's own batch, in canvases of max_pixels
+            h, w = next(iter(shapes))[:2]
+            per = max(1, max_pixels // (h * w))
+            found = []
+            for a in range(0, len(idx), per):
+                with torch.no_grad():
+                    boxes, points = self._nets["detect_face"](
+                        np.stack([prepared[i][0] for i in idx[a:a + per]]), self.min_face_size, self._nets["pnet"],
+                        self._nets["rnet"], self._nets["onet"], self.thresholds, self.factor, self.device)
+                found += list(zip(boxes, points, strict=True))
+        else:
+            with torch.no_grad():
+                found = detect_faces_any_size([prepared[i][0] for i in idx], self.min_face_size, self._nets["pnet"],
+                                              self._nets["rnet"], self._nets["onet"], self.thresholds,
+                                              self.factor, self.device, max_pixels)
         for i, (boxes, points) in zip(idx, found, strict=True):
             out[i] = _faces(boxes, points, prepared[i][1])
         return out
