@@ -226,14 +226,19 @@ def speed_page() -> str:
                      "are all there is so far.\n")
     for path in files:
         doc = json.loads(path.read_text())
-        m = doc["machine"]
-        lines += [f"## {doc['benchmark']}", "",
-                  f"- Machine: {m['cpu']} ({m['cpu_class']}), {m['cores']} cores, {m['torch_threads']} torch threads, "
-                  f"load {m.get('load_average_1min')}" + (f", GPU {m['gpu']}" if m.get("gpu") else ""),
-                  f"- Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}; commit {m.get('commit')}",
-                  f"- Date: {m['date']}", f"- Reproduce: `{doc['command']}`", "",
-                  "| quantity | value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in _flatten(doc["results"])]
+        lines += [f"## {doc.get('benchmark', path.stem)}", "", f"- Data: `{path.relative_to(ROOT).as_posix()}`"]
+        m = doc.get("machine")
+        if m:
+            lines += [f"- Machine: {m['cpu']} ({m['cpu_class']}), {m['cores']} cores, {m['torch_threads']} torch "
+                      f"threads, load {m.get('load_average_1min')}" + (f", GPU {m['gpu']}" if m.get("gpu") else ""),
+                      f"- Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}; commit {m.get('commit')}",
+                      f"- Date: {m['date']}", f"- Reproduce: `{doc['command']}`"]
+            body = doc["results"]
+        else:                            # written by the benchmark's own --out/--json: its setup, if any, is inside
+            lines.append("- Machine and command: as the file records them (its `setup` rows below, where it has one)")
+            body = doc
+        lines += ["", "| quantity | value |", "|---|---|"]
+        lines += [f"| {k} | {v.replace('|', chr(92) + '|')} |" for k, v in _flatten(body)]
         lines.append("")
     return "\n".join(lines)
 

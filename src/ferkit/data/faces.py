@@ -144,7 +144,10 @@ class FaceDetector:
     """MTCNN face + 5-landmark detector with the pretrained weights shipped in facenet-pytorch.
 
     device:        torch device for the three networks.
-    min_face_size: smallest face side in pixels searched for (MTCNN ``minsize``).
+    min_face_size: smallest face side in pixels searched for (MTCNN ``minsize``), or "auto": chosen from each
+                   photo as ``AUTO_FACE_FRACTION`` of its shorter side (at least 20 px), the photo then
+                   searched at the resolution where that face is 20 px (a 1600 x 1200 photo at 400 x 300,
+                   faces of 100 px and more; opt-in: smaller faces are missed, boxes move by a few px).
     thresholds:    P/R/O-Net acceptance scores (MTCNN defaults).
     max_side:      images with a longer side are searched at this side and the results scaled back
                    (keeps 12-megapixel photos fast; faces under ``min_face_size`` at that scale are missed).
@@ -152,13 +155,14 @@ class FaceDetector:
     ``detect`` returns the faces of one image, largest first.
     """
 
-    def __init__(self, device: str = "cpu", min_face_size: int = 20,
+    def __init__(self, device: str = "cpu", min_face_size: int | str = 20,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
                  max_side: int = 1600):
         import torch
 
         self.device = torch.device(device if device != "auto" else "cpu")
-        self.min_face_size = int(min_face_size)
+        self.auto = min_face_size == "auto"
+        self.min_face_size = AUTO_MIN_FACE if self.auto else parse_min_face(min_face_size)
         self.thresholds = [float(t) for t in thresholds]
         self.factor = float(factor)
         self.max_side = int(max_side)
@@ -169,28 +173,52 @@ class FaceDetector:
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: list[np.ndarray], max_pixels: int = 1 << 24) -> list[list[Face]]:
-        """``detect`` for each image. Images of one size (after the ``max_side`` rescale) go through MTCNN
-        together, its batch mode needing equal sizes, at most ``max_pixels`` pixels per pass."""
+        """``detect`` for each image, all through MTCNN together whatever their sizes (``mtcnn_batch``: each
+        image keeps its own pyramid and clipping, so its faces are those ``detect`` finds for it alone), at
+        most ``max_pixels`` pixels per P-Net canvas. Images that all share one size (video frames, a server's
+        batch) take facenet-pytorch's own batch mode instead, which resizes them in one call: for many small
+        photos the per-image steps of the any-size path cost more than they share."""
         import torch
+
+        from ferkit.data.mtcnn_batch import detect_faces_any_size
 
         prepared = [self._prepare(im) for im in images]
         out: list[list[Face]] = [[] for _ in images]
-        groups: dict[tuple, list[int]] = {}
-        for i, (img, _) in enumerate(prepared):
-            if img is not None:
-                groups.setdefault(img.shape, []).append(i)
-        detect_face = self._nets["detect_face"]
-        for shape, idx in groups.items():
-            per = max(1, max_pixels // (shape[0] * shape[1]))
+        idx = [i for i, (img, _) in enumerate(prepared) if img is not None]
+        if not idx:
+            return out
+        shapes = {prepared[i][0].shape for i in idx}
+        if len(shapes) == 1:                      # one size: facenet-pytorch's own batch, in canvases of max_pixels
+            h, w = next(iter(shapes))[:2]
+            per = max(1, max_pixels // (h * w))
+            found = []
             for a in range(0, len(idx), per):
-                chunk = idx[a:a + per]
-                stack = np.stack([prepared[i][0] for i in chunk])                     # (G, H, W, 3) uint8
                 with torch.no_grad():
-                    boxes, points = detect_face(stack, self.min_face_size, self._nets["pnet"], self._nets["rnet"],
-                                                self._nets["onet"], self.thresholds, self.factor, self.device)
-                for j, i in enumerate(chunk):
-                    out[i] = _faces(boxes[j], points[j], prepared[i][1])
+                    boxes, points = self._nets["detect_face"](
+                        np.stack([prepared[i][0] for i in idx[a:a + per]]), self.min_face_size, self._nets["pnet"],
+                        self._nets["rnet"], self._nets["onet"], self.thresholds, self.factor, self.device)
+                found += list(zip(boxes, points, strict=True))
+        else:
+            with torch.no_grad():
+                found = detect_faces_any_size([prepared[i][0] for i in idx], self.min_face_size, self._nets["pnet"],
+                                              self._nets["rnet"], self._nets["onet"], self.thresholds,
+                                              self.factor, self.device, max_pixels)
+        for i, (boxes, points) in zip(idx, found, strict=True):
+            out[i] = _faces(boxes, points, prepared[i][1])
         return out
+
+    def detect_reference(self, image: np.ndarray) -> list[Face]:
+        """One image through facenet-pytorch's own ``detect_face`` (the parity reference of ``detect_batch``)."""
+        import torch
+
+        img, scale = self._prepare(image)
+        if img is None:
+            return []
+        with torch.no_grad():
+            boxes, points = self._nets["detect_face"](img[None], self.min_face_size, self._nets["pnet"],
+                                                      self._nets["rnet"], self._nets["onet"], self.thresholds,
+                                                      self.factor, self.device)
+        return _faces(boxes[0], points[0], scale)
 
     def _prepare(self, image: np.ndarray) -> tuple[np.ndarray | None, float]:
         """(the RGB image at the searched scale, or None when under 12 px; that scale)."""
@@ -199,9 +227,30 @@ class FaceDetector:
         img = _as_rgb(image)
         h, w = img.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
+        if self.auto:
+            scale = min(scale, AUTO_MIN_FACE / max(AUTO_MIN_FACE, AUTO_FACE_FRACTION * min(h, w)))
         if scale < 1.0:
             img = cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         return (None if min(img.shape[:2]) < 12 else img), scale
+
+
+#: ``min_face_size="auto"``: the smallest face searched is this fraction of the photo's shorter side (the
+#: smallest face of the real test photos is 0.117 of it: multi_face.jpg), searched for at AUTO_MIN_FACE px
+AUTO_FACE_FRACTION = 1 / 12
+AUTO_MIN_FACE = 20
+
+
+def parse_min_face(value) -> int | str:
+    """A minimum face size as given on the command line: "auto", or whole pixels >= 1 (FerkitError otherwise)."""
+    if value == "auto":
+        return value
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        v = 0
+    if v < 1:
+        raise FerkitError(f"The minimum face size must be a whole number of pixels (at least 1) or auto, got {value!r}.")
+    return v
 
 
 def _faces(boxes, points, scale: float) -> list[Face]:

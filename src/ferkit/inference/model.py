@@ -6,8 +6,11 @@ normalisation, whitening). Checkpoints trained on pre-aligned data (``align="non
 are still detected and aligned to their template, so ordinary photos work; pass ``aligned=True`` when
 the inputs already are aligned crops, which then skip detection and are only resized.
 
-Photos are detected in groups of ``batch_size`` (MTCNN runs the images of one size together) and faces
-are classified in batches of ``batch_size`` faces (one forward pass each).
+Photos are detected in groups of ``batch_size`` (MTCNN runs them together whatever their sizes, each with
+its per-photo results; ``data/mtcnn_batch.py``), in a worker thread that decodes and detects the next
+group while the model classifies the faces of the previous one, in batches of ``batch_size`` faces (one
+forward pass each). ``min_face_size="auto"`` (opt-in) searches each photo for faces of at least 1/12 of
+its shorter side at a reduced resolution (``FaceDetector``).
 Uncertainty is the evidential u = C / S for models that have it (UA-FER), else 1 - max_c p_c;
 ``info()["uncertainty"]`` says which.
 """
@@ -26,6 +29,7 @@ from ferkit.data.preprocessing import Preprocessing
 from ferkit.errors import CheckpointError, FerkitError
 from ferkit.inference.engines import OnnxEngine, TorchEngine
 from ferkit.inference.pending import PendingFaces
+from ferkit.inference.prefetch import prefetch
 from ferkit.inference.rows import error_row
 from ferkit.inference.video import predict_video
 
@@ -39,7 +43,7 @@ UNCERTAINTY_KINDS = {
 
 
 def load_model(path: str | Path | None = None, device: str = "auto", engine: str | None = None,
-               precision: str = "fp32", min_face_size: int = 20, spec: str | Path | None = None) -> FERModel:
+               precision: str = "fp32", min_face_size: int | str = 20, spec: str | Path | None = None) -> FERModel:
     """Load a ferkit checkpoint (``.safetensors`` or run folder), a ``ferkit export`` ``.onnx`` file, a
     built-in model by name (``"fer-minixception"``, the default when ``path`` is None), a model spec
     file, or an external model file with its ``spec`` (see ``ferkit.external``).
@@ -98,7 +102,7 @@ class FERModel:
     """A loaded model: ``predict(inputs)`` returns one row (dict) per face; see ``ferkit.inference.rows``."""
 
     def __init__(self, engine: TorchEngine | OnnxEngine, source: str = "", device: str = "auto",
-                 min_face_size: int = 20):
+                 min_face_size: int | str = 20):
         self.engine = engine
         self.meta: dict = engine.meta
         self.source = source
@@ -112,6 +116,7 @@ class FERModel:
         self._device = device
         self._min_face = min_face_size
         self._detector = None
+        self.prefetch = True        # decode and detect the next photos in a worker while the model runs
 
     # --- description --------------------------------------------------------------------------------
     def info(self) -> dict:
@@ -167,7 +172,7 @@ class FERModel:
         return self.align_batch([image], aligned)[0]
 
     def align_batch(self, images: list[np.ndarray], aligned: bool = False) -> list[tuple[list, list[np.ndarray]]]:
-        """``align`` for several images, detected together (MTCNN batches images of one size)."""
+        """``align`` for several images of any sizes, detected together."""
         from ferkit.data.faces import align_face, crop_box
 
         if aligned:
@@ -182,6 +187,7 @@ class FERModel:
         return [(faces, crops(image, faces)) for image, faces in zip(images, self.detector.detect_batch(images),
                                                                      strict=True)]
 
+    # --- rows ---------------------------------------------------------------------------------------
     def _identity_embedder(self, name: str):
         """The identity network ``name`` (loaded once per model) for ``people``."""
         cached = getattr(self, "_people", None)
@@ -191,7 +197,6 @@ class FERModel:
             self._people = IdentityEmbedder(name, device=self._device)
         return self._people
 
-    # --- rows ---------------------------------------------------------------------------------------
     def predict(self, inputs: Any, aligned: bool = False, abstain_above: float | None = None,
                 batch_size: int = 32, every: int = 1, smooth: float = 0.0, people: str | None = None) -> list[dict]:
         """One row per face for image paths, folders, videos, PIL images or uint8 arrays (see module doc).
@@ -204,41 +209,58 @@ class FERModel:
     def iter_predict(self, inputs: Any, aligned: bool = False, abstain_above: float | None = None,
                      batch_size: int = 32, every: int = 1, smooth: float = 0.0,
                      people: str | None = None) -> Iterator[dict]:
-        """``predict`` as a stream: rows come out in input order as each batch of faces is classified."""
+        """``predict`` as a stream: rows come out in input order as each batch of faces is classified. With
+        ``self.prefetch`` (the default) the next photos are decoded and detected in a worker thread while the
+        model runs on the faces of the previous ones."""
         if batch_size < 1 or every < 1:
             raise FerkitError("--batch-size and --every must be at least 1.")
         embedder = self._identity_embedder(people) if people else None
         pending = PendingFaces(self, batch_size, abstain_above)
+        steps = self._detected(inputs, aligned, batch_size)
+        for kind, name, entries in (prefetch(steps) if self.prefetch else steps):
+            if kind == "video":
+                yield from pending.flush()
+                yield from predict_video(self, entries, name, aligned=aligned, abstain_above=abstain_above,
+                                         batch_size=batch_size, every=every, smooth=smooth, people=embedder)
+                continue
+            for row, crop in entries:
+                pending.add(row, crop)
+                if pending.full():
+                    yield from pending.flush()
+        yield from pending.flush()
+
+    def _detected(self, inputs: Any, aligned: bool, batch_size: int) -> Iterator[tuple[str, str, Any]]:
+        """("photos", "", [(row, crop or None)]) per group of up to ``batch_size`` decoded, detected and aligned
+        photos (errors between them as rows), or ("video", name, path), in input order."""
         group: list[tuple[str, str, Any]] = []       # photos (and errors between them) awaiting detection
 
-        def detect_group() -> None:
+        def detect_group() -> list[tuple[dict, np.ndarray | None]]:
             images = [obj for _, kind, obj in group if kind == "image"]
             found = iter(self.align_batch(images, aligned))
+            out: list[tuple[dict, np.ndarray | None]] = []
             for name, kind, obj in group:
                 if kind == "error":
-                    pending.add(error_row(name, obj))
+                    out.append((error_row(name, obj), None))
                     continue
                 faces, crops = next(found)
                 if not faces:
-                    pending.add(error_row(name, "no face found", status="no_face"))
+                    out.append((error_row(name, "no face found", status="no_face"), None))
                 for k, (face, crop) in enumerate(zip(faces, crops, strict=True)):
-                    pending.add({"file": name, "face": k, "_face": face}, crop)
+                    out.append(({"file": name, "face": k, "_face": face}, crop))
             group.clear()
+            return out
 
         for name, kind, obj in _sources(inputs):
             if kind == "video":
-                detect_group()
-                yield from pending.flush()
-                yield from predict_video(self, obj, name, aligned=aligned, abstain_above=abstain_above,
-                                         batch_size=batch_size, every=every, smooth=smooth, people=embedder)
+                if group:
+                    yield "photos", "", detect_group()
+                yield "video", name, obj
                 continue
             group.append((name, kind, obj))
             if sum(k == "image" for _, k, _ in group) >= batch_size:
-                detect_group()
-            if pending.full():
-                yield from pending.flush()
-        detect_group()
-        yield from pending.flush()
+                yield "photos", "", detect_group()
+        if group:
+            yield "photos", "", detect_group()
 
 
 def _sources(inputs: Any) -> Iterable[tuple[str, str, Any]]:

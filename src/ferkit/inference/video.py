@@ -21,6 +21,7 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.inference.pending import PendingFaces
+from ferkit.inference.prefetch import prefetch
 from ferkit.inference.rows import error_row, set_prediction
 
 DEFAULT_FPS = 25.0
@@ -95,29 +96,38 @@ def predict_video(model, path: Path, name: str, aligned: bool, abstain_above: fl
     pending = PendingFaces(model, batch_size, abstain_above)
     rows: list[dict] = []
     frames = 0
-    group: list[tuple[int, float, np.ndarray]] = []     # frames awaiting detection (together: one size)
     descriptors: list[np.ndarray] = []                  # one per face, in the order the face rows come out
 
-    def detect_group() -> None:
+    def detected() -> Iterator[list[tuple[dict, np.ndarray | None]]]:
+        """Rows (with crops) of each group of ``batch_size`` frames, detected together (they share a size)."""
+        group: list[tuple[int, float, np.ndarray]] = []
+        for idx, t, rgb in iter_frames(path, every):
+            group.append((idx, t, rgb))
+            if len(group) >= batch_size:
+                yield detect(group)
+                group = []
+        if group:
+            yield detect(group)
+
+    def detect(group) -> list[tuple[dict, np.ndarray | None]]:
+        out: list[tuple[dict, np.ndarray | None]] = []
         for (idx, t, rgb), (faces, crops) in zip(group, model.align_batch([g[2] for g in group], aligned),
                                                  strict=True):
             if people is not None and faces and faces[0] is not None:
                 descriptors.extend(people.embed_faces(rgb, faces))
             if not faces:
-                pending.add(error_row(name, "no face found", status="no_face", frame=idx, time=t))
+                out.append((error_row(name, "no face found", status="no_face", frame=idx, time=t), None))
             for k, (face, crop) in enumerate(zip(faces, crops, strict=True)):
-                pending.add({"file": name, "face": k, "frame": idx, "time": t, "_face": face}, crop)
-        group.clear()
+                out.append(({"file": name, "face": k, "frame": idx, "time": t, "_face": face}, crop))
+        return out
 
     try:
-        for idx, t, rgb in iter_frames(path, every):
-            frames += 1
-            group.append((idx, t, rgb))
-            if len(group) >= batch_size:
-                detect_group()
-            if pending.full():
-                rows += pending.flush()
-        detect_group()
+        for entries in (prefetch(detected()) if getattr(model, "prefetch", False) else detected()):
+            frames += len({r.get("frame") for r, _ in entries})
+            for row, crop in entries:
+                pending.add(row, crop)
+                if pending.full():
+                    rows += pending.flush()
     except FerkitError as e:
         return [error_row(name, str(e))]
     rows += pending.flush()
