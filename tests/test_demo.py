@@ -95,6 +95,7 @@ def test_quick_demo_runs_every_step_and_twice_gives_the_same_table(tmp_path, cap
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3 * 3600)   # two full demos (~10 min each on 2 cores) outlast the suite's 900 s
 def test_make_demo_twice_prints_the_same_table(tmp_path):
     """What `make demo` runs (`ferkit demo --out DIR`, full budget), twice in fresh processes: the same table,
     times aside. About 8 min a run on an idle 2-core EPYC."""
