@@ -166,6 +166,87 @@ def rows_section(path: Path, group_by: list[str], value: str) -> list[str]:
     return lines
 
 
+def _gap(d: dict | None) -> str:
+    if not d:
+        return "-"
+    star = " **≠0**" if d["lo"] is not None and (d["lo"] > 0 or d["hi"] < 0) else ""
+    return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] {d['wins']}/{d['n']}{star}"
+
+
+def _as_it_falls(arm: str, ref: str, gaps: list[tuple[float, dict]]) -> str:
+    """One generated sentence: where ``arm`` beats or loses to ``ref`` (interval off 0), and its closest level."""
+    thin = [c for c, d in gaps if d["n"] < 3]                # 2 seeds: t(1) = 12.7, or a zero-width interval
+    gaps = [(c, d) for c, d in gaps if d["n"] >= 3] or gaps
+    won = [c for c, d in gaps if d["n"] >= 3 and d["lo"] > 0]
+    lost = [c for c, d in gaps if d["n"] >= 3 and d["hi"] < 0]
+    best_c, best = max(gaps, key=lambda g: g[1]["mean"])
+    said = (f"beats `{ref}` at confounding {', '.join(f'{c:g}' for c in won)}" if won
+            else f"never beats `{ref}` with an interval off 0")
+    said += f"; loses to it at {', '.join(f'{c:g}' for c in lost)}" if lost else "; never loses to it with an interval off 0"
+    return (f"- `{arm}` {said}; its best mean difference is {best['mean']:+.3f} [{best['lo']:+.3f}, "
+            f"{best['hi']:+.3f}] at confounding {best_c:g} ({best['n']} paired seeds)"
+            + (f"; levels with fewer than 3 paired seeds ({', '.join(f'{c:g}' for c in thin)}) are not called "
+               "either way." if thin else "."))
+
+
+def sweep_section(folder: Path) -> list[str]:
+    """The confounding sweep across its levels (``c<level>/summary.json``) and its stage-1 record
+    (``stage1.json``, written by ``benchmarks/studies/confounding_report.py``)."""
+    from scipy.stats import spearmanr
+
+    levels = sorted((float(p.parent.name[1:]), json.loads(p.read_text())) for p in folder.glob("c*/summary.json"))
+    arms = levels[0][1]["configs"]
+    diffs = ["dicefer-baseline", "dicefer_pretrained-baseline", "baseline_budget-baseline", "dicefer-baseline_budget",
+             "dicefer_pretrained-dicefer"]
+    lines = ["Accuracy on the unseen test people, each arm's mean ± std over seeds, and the paired differences "
+             "(mean [95% t interval] seeds better / n; **≠0**: the interval excludes 0):", "",
+             "| confounding | seeds | " + " | ".join(f"`{a}`" for a in arms) + " | "
+             + " | ".join(f"`{d}`" for d in diffs) + " |", "|---|---|" + "---|" * (len(arms) + len(diffs))]
+    for c, s in levels:
+        m, pd = s["metrics"]["accuracy"], s["paired"]["accuracy"]
+        lines.append(f"| {c:g} | {len(s['seeds'])} | " + " | ".join(f"{m[a]['mean']:.3f} ± {m[a]['std']:.3f}" for a in arms)
+                     + " | " + " | ".join(_gap(pd.get(d)) for d in diffs) + " |")
+    lines += ["", "As it falls (generated from the table):", ""]
+    for arm, ref in (("dicefer", "baseline"), ("dicefer_pretrained", "baseline"), ("dicefer", "baseline_budget")):
+        lines.append(_as_it_falls(arm, ref, [(c, s["paired"]["accuracy"][f"{arm}-{ref}"]) for c, s in levels]))
+    lines += ["", "Subject probe on the expression embedding cut to 64 dimensions (lower: less identity; chance 1/36), "
+              "mean ± std, and DICE-FER's paired difference to the baseline:", "",
+              "| confounding | " + " | ".join(f"`{a}`" for a in arms) + " | `dicefer-baseline` | "
+              "`dicefer_pretrained-baseline` |", "|---|" + "---|" * (len(arms) + 2)]
+    for c, s in levels:
+        m, pd = s["metrics"]["identity_probe_matched"], s["paired"]["identity_probe_matched"]
+        lines.append(f"| {c:g} | " + " | ".join(f"{m[a]['mean']:.3f} ± {m[a]['std']:.3f}" for a in arms)
+                     + f" | {_gap(pd.get('dicefer-baseline'))} | {_gap(pd.get('dicefer_pretrained-baseline'))} |")
+    path = folder / "stage1.json"
+    if path.is_file():
+        runs = json.loads(path.read_text())["runs"]
+        lines += ["", "DICE-FER's stage 1 in each run (`stage1.json`, from the runs' `metrics.csv`): epochs run, the MI "
+                  "estimate (global + local, nats) at its end and its rise over the last 5 epochs, means over seeds; "
+                  "'still rising' counts the runs whose MI rose by more than 10% of its end value over those 5 "
+                  "epochs; the last column is the test accuracy.", "",
+                  "| confounding | arm | runs | epochs | MI at the end | rise, last 5 | still rising | accuracy |",
+                  "|---|---|---|---|---|---|---|---|"]
+        groups: dict[tuple, list[dict]] = {}
+        for r in runs:
+            groups.setdefault((r["level"], r["arm"]), []).append(r)
+        for (c, arm), rs in sorted(groups.items()):
+            rising = sum(r["mi_rise_last5"] > 0.1 * abs(r["mi_end"]) for r in rs)
+            ep = sorted({r["epochs"] for r in rs})
+            lines.append(f"| {c:g} | `{arm}` | {len(rs)} | {f'{ep[0]}-{ep[-1]}' if len(ep) > 1 else ep[0]} | "
+                         f"{statistics.mean(r['mi_end'] for r in rs):.2f} | "
+                         f"{statistics.mean(r['mi_rise_last5'] for r in rs):+.2f} | {rising}/{len(rs)} | "
+                         f"{statistics.mean(r['accuracy'] for r in rs):.3f} |")
+        for arm in sorted({r["arm"] for r in runs}):
+            rs = [r for r in runs if r["arm"] == arm]
+            if len(rs) > 2:                       # within a level: each level's mean taken off both quantities
+                centred = {k: [r[k] - statistics.mean(q[k] for q in groups[(r["level"], arm)]) for r in rs]
+                           for k in ("mi_end", "accuracy")}
+                rho, p = spearmanr(centred["mi_end"], centred["accuracy"])
+                lines.append(f"\n`{arm}`, within levels (each level's mean taken off): stage-1 MI at the end "
+                             f"against test accuracy, Spearman rho {rho:+.2f} (p {p:.2g}, {len(rs)} runs).")
+    return lines
+
+
 def results_pages() -> dict[str, str | bytes]:
     catalog = json.loads((RESULTS / "catalog.json").read_text())
     pages: dict[str, str | bytes] = {}
@@ -187,6 +268,11 @@ def results_pages() -> dict[str, str | bytes]:
                 body += [f"## {part['title']}", ""]
             if folder.suffix == ".jsonl":
                 body += rows_section(folder, part["group_by"], part["value"])
+            elif part.get("kind") == "sweep":
+                body += sweep_section(folder)
+                if (folder / "sweep.png").exists():
+                    pages[f"results/img/{slug}.png"] = (folder / "sweep.png").read_bytes()
+                    body += ["", f"![accuracy gap and subject probe against confounding](img/{slug}.png)"]
             else:
                 body += study_section(folder)
                 if (folder / "compare.png").exists():

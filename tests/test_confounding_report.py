@@ -1,0 +1,105 @@
+"""The confounding sweep's report (``benchmarks/studies/confounding_report.py``) and its docs section: known
+answers on a small stored sweep, the record kept when a fresh clone has no logs, and the generated verdicts."""
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ARMS = ("baseline", "baseline_budget", "dicefer", "dicefer_pretrained")
+
+
+def _gap(mean, lo, hi, n):
+    return {"mean": mean, "lo": lo, "hi": hi, "boot_lo": lo, "boot_hi": hi, "n": n, "wins": 0}
+
+
+def fake_sweep(out: Path, seeds=(0, 1, 2)) -> None:
+    """Two levels, three seeds, four arms; DICE-FER runs with a stage-1 log whose MI is known."""
+    for c, gap in ((0.0, -0.10), (1.0, 0.05)):
+        level = out / f"c{c:g}"
+        rows = []
+        for arm in ARMS:
+            for s in seeds:
+                acc = 0.5 + (gap if arm.startswith("dicefer") else 0.0) + 0.01 * s
+                rows.append({"config": arm, "seed": s, "accuracy": acc, "identity_probe_matched": 0.9 - 0.1 * s})
+                if arm.startswith("dicefer"):
+                    run = level / arm / f"seed{s}"
+                    run.mkdir(parents=True)
+                    (run / "result.json").write_text(json.dumps({"metrics": {"accuracy": acc}}))
+                    with (run / "metrics.csv").open("w", newline="") as f:
+                        w = csv.writer(f)
+                        w.writerow(["phase", "epoch", "train_mi_global", "train_mi_local"])
+                        for e in range(1, 8):                       # MI (global + local) = e + s
+                            w.writerow(["stage1", e, 0.25 * (e + s), 0.75 * (e + s)])
+                        w.writerow(["stage3", 1, "", ""])
+        with (level / "runs.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        n = len(seeds)
+        metric = {a: {"mean": 0.5, "std": 0.01, "n": n} for a in ARMS}
+        g = {a: gap if a.startswith("dicefer") else 0.02 for a in ARMS[1:]}
+        paired = {f"{a}-baseline": _gap(g[a], g[a] - 0.03, g[a] + 0.03, n) for a in ARMS[1:]}
+        paired["dicefer-baseline_budget"] = _gap(gap - 0.02, gap - 0.05, gap + 0.01, n)
+        paired["dicefer_pretrained-dicefer"] = _gap(0.0, -0.01, 0.01, n)
+        (level / "summary.json").write_text(json.dumps({
+            "configs": list(ARMS), "seeds": list(seeds), "reference": "baseline", "complete": True, "missing": [],
+            "metrics": {"accuracy": metric, "identity_probe_matched": metric},
+            "paired": {"accuracy": paired, "identity_probe_matched": paired}}))
+
+
+def test_report_writes_the_figure_and_each_runs_stage1_with_known_values(tmp_path):
+    report = load(ROOT / "benchmarks" / "studies" / "confounding_report.py", "confounding_report")
+    fake_sweep(tmp_path)
+    assert report.main(["--out", str(tmp_path)]) == 0
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    runs = json.loads((tmp_path / "stage1.json").read_text())["runs"]
+    assert len(runs) == 2 * 2 * 3
+    r = next(r for r in runs if (r["level"], r["arm"], r["seed"]) == (1.0, "dicefer", 2))
+    assert r == {"level": 1.0, "arm": "dicefer", "seed": 2, "epochs": 7, "mi_end": 9.0,   # 7 + 2
+                 "mi_rise_last5": 5.0, "accuracy": 0.57}                                # epoch 7 - epoch 2
+
+
+def test_report_keeps_the_stored_record_of_runs_whose_logs_are_gone(tmp_path):
+    report = load(ROOT / "benchmarks" / "studies" / "confounding_report.py", "confounding_report")
+    fake_sweep(tmp_path)
+    report.main(["--out", str(tmp_path)])
+    first = (tmp_path / "stage1.json").read_text()
+    for log in tmp_path.glob("c*/*/seed*/metrics.csv"):       # what a fresh clone has: result.json only
+        log.unlink()
+    report.main(["--out", str(tmp_path)])
+    assert (tmp_path / "stage1.json").read_text() == first
+
+
+def test_report_refuses_a_folder_without_a_level_in_one_sentence(tmp_path):
+    report = load(ROOT / "benchmarks" / "studies" / "confounding_report.py", "confounding_report")
+    with pytest.raises(SystemExit, match=r"^No level of the sweep is stored under .*; run benchmarks/studies/"):
+        report.main(["--out", str(tmp_path)])
+
+
+def test_the_docs_section_calls_a_level_only_with_three_seeds_and_says_where_dicefer_comes_closest(tmp_path):
+    gen = load(ROOT / "docs" / "gen_pages.py", "gen_pages")
+    report = load(ROOT / "benchmarks" / "studies" / "confounding_report.py", "confounding_report")
+    fake_sweep(tmp_path)
+    report.main(["--out", str(tmp_path)])
+    text = "\n".join(gen.sweep_section(tmp_path))
+    assert ("- `dicefer` beats `baseline` at confounding 1; loses to it at 0; its best mean difference is "
+            "+0.050 [+0.020, +0.080] at confounding 1 (3 paired seeds).") in text
+    assert "| 0 | `dicefer` | 3 | 7 | 8.00 | +5.00 | 3/3 | 0.410 |" in text       # MI 7 + mean seed 1
+    two = tmp_path / "two"
+    fake_sweep(two, seeds=(0, 1))
+    text = "\n".join(gen.sweep_section(two))
+    assert "never beats `baseline` with an interval off 0; never loses to it" in text
+    assert "levels with fewer than 3 paired seeds (0, 1) are not called either way." in text
