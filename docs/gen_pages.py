@@ -195,7 +195,7 @@ def sweep_section(folder: Path) -> list[str]:
     from scipy.stats import spearmanr
 
     levels = sorted((float(p.parent.name[1:]), json.loads(p.read_text())) for p in folder.glob("c*/summary.json"))
-    arms = levels[0][1]["configs"]
+    arms = [a for a in levels[0][1]["configs"] if all(a in s["configs"] for _, s in levels)]   # the sweep's arms
     diffs = ["dicefer-baseline", "dicefer_pretrained-baseline", "baseline_budget-baseline", "dicefer-baseline_budget",
              "dicefer_pretrained-dicefer"]
     lines = ["Accuracy on the unseen test people, each arm's mean ± std over seeds, and the paired differences "
@@ -217,6 +217,23 @@ def sweep_section(folder: Path) -> list[str]:
         m, pd = s["metrics"]["identity_probe_matched"], s["paired"]["identity_probe_matched"]
         lines.append(f"| {c:g} | " + " | ".join(f"{m[a]['mean']:.3f} ± {m[a]['std']:.3f}" for a in arms)
                      + f" | {_gap(pd.get('dicefer-baseline'))} | {_gap(pd.get('dicefer_pretrained-baseline'))} |")
+    for c, s in levels:                                     # a level's extra arms (the longer stage 1 at 0)
+        extra = [a for a in s["configs"] if a not in arms]
+        if not extra:
+            continue
+        pairs = [p for p in s["paired"]["accuracy"] if any(p.startswith(a + "-") for a in extra)]
+        lines += ["", f"At confounding {c:g}, the extra arms {', '.join(f'`{a}`' for a in extra)} "
+                  f"({len(s['seeds'])} paired seeds; accuracy and subject probe at 64-D, mean ± std; paired "
+                  "accuracy differences):", "",
+                  "| arm | accuracy | subject probe at 64-D | training seconds |", "|---|---|---|---|"]
+        for a in [*arms, *extra]:
+            m = {k: s["metrics"][k][a] for k in ("accuracy", "identity_probe_matched", "train_seconds")}
+            lines.append(f"| `{a}` | {m['accuracy']['mean']:.3f} ± {m['accuracy']['std']:.3f} | "
+                         f"{m['identity_probe_matched']['mean']:.3f} ± {m['identity_probe_matched']['std']:.3f} | "
+                         f"{m['train_seconds']['mean']:.0f} |")
+        lines += ["", "| difference | accuracy | subject probe at 64-D |", "|---|---|---|"]
+        lines += [f"| `{p}` | {_gap(s['paired']['accuracy'][p])} | {_gap(s['paired']['identity_probe_matched'].get(p))} |"
+                  for p in pairs]
     path = folder / "stage1.json"
     if path.is_file():
         runs = json.loads(path.read_text())["runs"]

@@ -103,3 +103,22 @@ def test_the_docs_section_calls_a_level_only_with_three_seeds_and_says_where_dic
     text = "\n".join(gen.sweep_section(two))
     assert "never beats `baseline` with an interval off 0; never loses to it" in text
     assert "levels with fewer than 3 paired seeds (0, 1) are not called either way." in text
+
+
+def test_a_levels_extra_arms_get_their_own_table_and_stay_out_of_the_sweeps_columns(tmp_path):
+    gen = load(ROOT / "docs" / "gen_pages.py", "gen_pages")
+    fake_sweep(tmp_path)
+    path = tmp_path / "c0" / "summary.json"
+    s = json.loads(path.read_text())
+    s["configs"] += ["dicefer_long", "baseline_long"]
+    for key in ("accuracy", "identity_probe_matched"):
+        s["metrics"][key].update({a: {"mean": 0.6, "std": 0.02, "n": 3} for a in ("dicefer_long", "baseline_long")})
+        s["paired"][key]["dicefer_long-baseline_long"] = _gap(-0.04, -0.07, -0.01, 3)
+    s["metrics"]["train_seconds"] = {a: {"mean": 100.0, "std": 1.0, "n": 3} for a in s["configs"]}
+    path.write_text(json.dumps(s))
+    lines = gen.sweep_section(tmp_path)
+    header = next(line for line in lines if line.startswith("| confounding | seeds |"))
+    assert "long" not in header
+    text = "\n".join(lines)
+    assert "At confounding 0, the extra arms `dicefer_long`, `baseline_long` (3 paired seeds" in text
+    assert "| `dicefer_long-baseline_long` | -0.040 [-0.070, -0.010] 0/3 **≠0** |" in text

@@ -29,7 +29,6 @@ from ferkit.study.stats import t_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 ARMS = ("baseline", "baseline_budget", "dicefer", "dicefer_pretrained")
-DICE_ARMS = ("dicefer", "dicefer_pretrained")
 LABELS = {"baseline": "baseline (15 epochs)", "baseline_budget": "baseline at DICE-FER's steps (24 epochs)",
           "dicefer": "DICE-FER, random init", "dicefer_pretrained": "DICE-FER, identity-pretrained start"}
 
@@ -72,7 +71,7 @@ def stage1_record(out: Path) -> list[dict]:
     stored = {(r["level"], r["arm"], r["seed"]): r for r in json.loads(path.read_text())["runs"]} \
         if path.is_file() else {}
     for level, folder in levels(out):
-        for arm in DICE_ARMS:
+        for arm in sorted(p.name for p in folder.glob("dicefer*") if p.is_dir()):   # every DICE-FER arm
             for run in sorted((folder / arm).glob("seed*")):
                 seed = int(run.name[4:])
                 got = stage1_of_run(run)

@@ -16,6 +16,10 @@ per seed, four arms on the same render and split:
   dicefer_pretrained  DICE-FER from the identity-pretrained ResNet-18 (``ferkit pretrain resnet18`` on 60 other
                       people, 6 epochs), its only difference from ``dicefer``.
 
+At confounding 0, where DICE-FER's stage-1 MI is still rising at 12 epochs, two more arms ask whether a longer
+stage 1 closes the gap at equal budget: ``dicefer_stage1_40`` (stage 1 up to 40 epochs, its plateau stop
+kept) and ``baseline_budget_52`` (the baseline at that budget in optimiser steps, 40 + 2 + 10 epochs).
+
 Runs go seed-major over the levels in rounds (2, 4, then --seeds), so a sweep stopped early still has paired
 seeds at every level; rerunning the same command keeps finished runs and resumes a half-written one (``ferkit
 compare``). Each level's study.json, runs.csv and summary.json land in OUT/c<level>/; every config records
@@ -35,6 +39,7 @@ import yaml
 
 FERKIT = [sys.executable, "-m", "ferkit"]
 ROOT = Path(__file__).resolve().parents[2]
+LONG_STAGE1 = 40        # the demo's stage 1; it still stops early when its MI plateaus for 5 epochs
 
 
 def rel(path: Path) -> str:
@@ -55,7 +60,21 @@ def arms(c: float, backbone: str) -> dict[str, dict]:
     dicefer = {"method": "dicefer", "data": data, "train": {**train, "epochs": stages["stage3_epochs"]},
                "model": {**model, "whitening": "per_image", "zeta_adv": 0.025, **stages}}
     pretrained = {**dicefer, "train": {**dicefer["train"], "backbone_weights": backbone}}
-    return {"baseline": baseline, "baseline_budget": budget, "dicefer": dicefer, "dicefer_pretrained": pretrained}
+    found = {"baseline": baseline, "baseline_budget": budget, "dicefer": dicefer, "dicefer_pretrained": pretrained}
+    if c == 0:                  # why DICE-FER loses where nothing confounds: its stage 1 is still learning at 12
+        long = {**stages, "stage1_epochs": LONG_STAGE1}
+        found[f"dicefer_stage1_{LONG_STAGE1}"] = {**dicefer, "model": {**dicefer["model"], **long}}
+        found[f"baseline_budget_{sum(long.values())}"] = {**baseline, "train": {**train, "epochs": sum(long.values())}}
+    return found
+
+
+def contrasts(c: float) -> list[str]:
+    """The paired differences beyond each arm minus the baseline."""
+    found = ["dicefer_pretrained-dicefer", "dicefer-baseline_budget"]
+    if c == 0:
+        budget = LONG_STAGE1 + 2 + 10
+        found += [f"dicefer_stage1_{LONG_STAGE1}-baseline_budget_{budget}", f"dicefer_stage1_{LONG_STAGE1}-dicefer"]
+    return found
 
 
 def pretrained_start(out: Path) -> str:
@@ -91,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 path.write_text(yaml.safe_dump(cfg, sort_keys=False))
                 pairs.append(f"{name}={rel(path)}")
             cmd = [*FERKIT, "compare", *pairs, "--seeds", str(seeds), "--out", rel(study),
-                   "--contrast", "dicefer_pretrained-dicefer", "--contrast", "dicefer-baseline_budget"]
+                   *(a for pair in contrasts(c) for a in ("--contrast", pair))]
             print("$ ferkit " + " ".join(cmd[3:]), flush=True)
             if args.dry_run:
                 continue
