@@ -122,3 +122,26 @@ def test_a_levels_extra_arms_get_their_own_table_and_stay_out_of_the_sweeps_colu
     text = "\n".join(lines)
     assert "At confounding 0, the extra arms `dicefer_long`, `baseline_long` (3 paired seeds" in text
     assert "| `dicefer_long-baseline_long` | -0.040 [-0.070, -0.010] 0/3 **≠0** |" in text
+
+
+def test_the_sweeps_arms_differ_only_where_they_say_and_its_contrasts_name_arms_it_trains():
+    sweep = load(ROOT / "benchmarks" / "studies" / "study_confounding.py", "study_confounding")
+    for c in (0.0, 0.5, 1.0):
+        arms = sweep.arms(c, "start.pth")
+        assert all(a["data"]["synth_confounding"] == c for a in arms.values())
+        assert len({yaml_free(a["data"]) for a in arms.values()}) == 1                 # one render, one split
+        for pair in sweep.contrasts(c):
+            left, right = pair.split("-")
+            assert left in arms and right in arms, pair
+        d, p = arms["dicefer"], arms["dicefer_pretrained"]
+        assert p["train"].pop("backbone_weights") == "start.pth" and p == d
+        stages = sum(d["model"][f"stage{k}_epochs"] for k in (1, 2, 3))
+        assert arms["baseline_budget"]["train"]["epochs"] == stages == 24
+    long = sweep.arms(0.0, "start.pth")
+    assert long["baseline_budget_52"]["train"]["epochs"] == sum(
+        long["dicefer_stage1_40"]["model"][f"stage{k}_epochs"] for k in (1, 2, 3)) == 52
+    assert set(sweep.arms(0.5, "s")) == {"baseline", "baseline_budget", "dicefer", "dicefer_pretrained"}
+
+
+def yaml_free(d: dict) -> str:
+    return json.dumps(d, sort_keys=True)
