@@ -22,6 +22,23 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(scope="module")
+def module_one_thread():
+    """One torch thread for a whole test file (``pytestmark = pytest.mark.usefixtures("module_one_thread")``)."""
+    from ferkit_testmodels import single_thread
+
+    with single_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def detector():
+    """ferkit's MTCNN face detector at its defaults, loaded once for the session."""
+    from ferkit.data.faces import FaceDetector
+
+    return FaceDetector()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -14,18 +14,8 @@ from ferkit.data.faces import FaceDetector, parse_min_face
 from ferkit.errors import FerkitError
 from ferkit.inference.prefetch import prefetch
 from ferkit.inference.video import box_iou
-from ferkit_testmodels import single_thread
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def detector() -> FaceDetector:
-    return FaceDetector()
+pytestmark = pytest.mark.usefixtures("module_one_thread")
 
 
 def mixed_photos() -> list[np.ndarray]:

@@ -15,18 +15,8 @@ from ferkit.data.faces import (
     template_landmarks,
     transform_points,
 )
-from ferkit_testmodels import single_thread
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def detector() -> FaceDetector:
-    return FaceDetector()
+pytestmark = pytest.mark.usefixtures("module_one_thread")
 
 
 def test_similarity_transform_recovers_a_known_transform():
