@@ -290,6 +290,9 @@ def results_pages() -> dict[str, str | bytes]:
                 if (folder / "sweep.png").exists():
                     pages[f"results/img/{slug}.png"] = (folder / "sweep.png").read_bytes()
                     body += ["", f"![accuracy gap and subject probe against confounding](img/{slug}.png)"]
+                if (folder / "stage1.png").exists():
+                    pages[f"results/img/{slug}-stage1.png"] = (folder / "stage1.png").read_bytes()
+                    body += ["", f"![DICE-FER's stage-1 MI estimate per epoch](img/{slug}-stage1.png)"]
             else:
                 body += study_section(folder)
                 if (folder / "compare.png").exists():

@@ -69,7 +69,9 @@ def test_report_writes_the_figure_and_each_runs_stage1_with_known_values(tmp_pat
     assert len(runs) == 2 * 2 * 3
     r = next(r for r in runs if (r["level"], r["arm"], r["seed"]) == (1.0, "dicefer", 2))
     assert r == {"level": 1.0, "arm": "dicefer", "seed": 2, "epochs": 7, "mi_end": 9.0,   # 7 + 2
-                 "mi_rise_last5": 5.0, "accuracy": 0.57}                                # epoch 7 - epoch 2
+                 "mi_rise_last5": 5.0, "accuracy": 0.57,                                # epoch 7 - epoch 2
+                 "mi_by_epoch": [3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]}
+    assert (tmp_path / "stage1.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_report_keeps_the_stored_record_of_runs_whose_logs_are_gone(tmp_path):

@@ -9,8 +9,9 @@ Reads each level's ``summary.json`` (written by ``ferkit compare`` through ``stu
   64 dimensions (lower: less identity), each arm's mean with the 95 % interval of that mean;
 * ``stage1.json``: per DICE-FER run (level, arm, seed), what its stage 1 did, read from the run's local
   ``metrics.csv``: the epochs it ran, its MI estimate (global + local, nats) at its end and how much that rose
-  over its last 5 epochs, beside the run's test accuracy. Runs whose logs are gone (a fresh clone keeps only each
-  run's ``result.json``) keep the record stored before.
+  over its last 5 epochs and per epoch, beside the run's test accuracy. Runs whose logs are gone (a fresh clone keeps only each
+  run's ``result.json``) keep the record stored before;
+* ``stage1.png``: each run's stage-1 MI estimate by epoch (``mi_by_epoch`` in ``stage1.json``), per DICE-FER arm.
 
 The docs' results page (``docs/gen_pages.py``) builds its tables from the same summaries and ``stage1.json`` and
 copies the figure; nothing here is typed.
@@ -61,7 +62,8 @@ def stage1_of_run(run: Path) -> dict | None:
     mi = [float(r["train_mi_global"]) + float(r["train_mi_local"]) for r in rows]
     return {"epochs": len(rows), "mi_end": round(mi[-1], 4),
             "mi_rise_last5": round(mi[-1] - mi[max(0, len(mi) - 6)], 4),
-            "accuracy": round(json.loads(result.read_text())["metrics"]["accuracy"], 4)}
+            "accuracy": round(json.loads(result.read_text())["metrics"]["accuracy"], 4),
+            "mi_by_epoch": [round(v, 4) for v in mi]}
 
 
 def stage1_record(out: Path) -> list[dict]:
@@ -125,6 +127,33 @@ def figure(out: Path, path: Path) -> None:
     plt.close(fig)
 
 
+def stage1_figure(runs: list[dict], path: Path) -> None:
+    """Stage 1's MI estimate by epoch, one panel per DICE-FER arm, a line per run coloured by its level."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = sorted({r["arm"] for r in runs if r.get("mi_by_epoch")})
+    found = sorted({r["level"] for r in runs})
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4), sharey=True, squeeze=False)
+    for ax, arm in zip(axes[0], arms, strict=True):
+        for r in runs:
+            if r["arm"] == arm and r.get("mi_by_epoch"):
+                k = found.index(r["level"])
+                ax.plot(range(1, len(r["mi_by_epoch"]) + 1), r["mi_by_epoch"], color=cmap(k / max(1, len(found) - 1)),
+                        lw=1.2, alpha=0.8, label=f"confounding {r['level']:g}")
+        handles, labels = ax.get_legend_handles_labels()
+        keep = dict(zip(labels, handles, strict=True))
+        ax.legend(keep.values(), keep.keys(), fontsize=7, loc="upper left")
+        ax.set(title=LABELS.get(arm, arm), xlabel="stage-1 epoch", ylabel="MI estimate, global + local (nats)")
+        ax.grid(alpha=0.3)
+    fig.suptitle("DICE-FER stage 1: the MI estimate per epoch, one line per run", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="benchmarks/results/study_confounding")
@@ -139,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                  "(global + local, nats) at the end, its rise over the last 5 epochs, and the run's test accuracy.",
         "runs": runs}, indent=1) + "\n")
     figure(out, out / "sweep.png")
-    print(f"wrote {out / 'sweep.png'} and {out / 'stage1.json'} ({len(runs)} DICE-FER runs)")
+    if any(r.get("mi_by_epoch") for r in runs):
+        stage1_figure(runs, out / "stage1.png")
+    print(f"wrote {out / 'sweep.png'}, {out / 'stage1.png'} and {out / 'stage1.json'} ({len(runs)} DICE-FER runs)")
     return 0
 
 
