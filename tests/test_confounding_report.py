@@ -131,7 +131,7 @@ def test_the_sweeps_arms_differ_only_where_they_say_and_its_contrasts_name_arms_
     for c in (0.0, 0.5, 1.0):
         arms = sweep.arms(c, "start.pth")
         assert all(a["data"]["synth_confounding"] == c for a in arms.values())
-        assert len({yaml_free(a["data"]) for a in arms.values()}) == 1                 # one render, one split
+        assert len({_canonical(a["data"]) for a in arms.values()}) == 1                 # one render, one split
         for pair in sweep.contrasts(c):
             left, right = pair.split("-")
             assert left in arms and right in arms, pair
@@ -145,5 +145,6 @@ def test_the_sweeps_arms_differ_only_where_they_say_and_its_contrasts_name_arms_
     assert set(sweep.arms(0.5, "s")) == {"baseline", "baseline_budget", "dicefer", "dicefer_pretrained"}
 
 
-def yaml_free(d: dict) -> str:
+def _canonical(d: dict) -> str:
+    """A mapping as one comparable string."""
     return json.dumps(d, sort_keys=True)

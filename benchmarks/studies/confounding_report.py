@@ -9,8 +9,8 @@ Reads each level's ``summary.json`` (written by ``ferkit compare`` through ``stu
   64 dimensions (lower: less identity), each arm's mean with the 95 % interval of that mean;
 * ``stage1.json``: per DICE-FER run (level, arm, seed), what its stage 1 did, read from the run's local
   ``metrics.csv``: the epochs it ran, its MI estimate (global + local, nats) at its end and how much that rose
-  over its last 5 epochs and per epoch, beside the run's test accuracy. Runs whose logs are gone (a fresh clone keeps only each
-  run's ``result.json``) keep the record stored before;
+  over its last 5 epochs and per epoch, beside the run's test accuracy. Runs whose logs are gone (a fresh
+  clone keeps only each run's ``result.json``) keep the record stored before;
 * ``stage1.png``: each run's stage-1 MI estimate by epoch (``mi_by_epoch`` in ``stage1.json``), per DICE-FER arm.
 
 The docs' results page (``docs/gen_pages.py``) builds its tables from the same summaries and ``stage1.json`` and
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.report.plots import _figure, _save  # ferkit's Agg figures (no pyplot state), its DPI
 from ferkit.study.stats import t_interval
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,14 +84,13 @@ def stage1_record(out: Path) -> list[dict]:
 
 
 def figure(out: Path, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    data = [(c, json.loads((f / "summary.json").read_text())) for c, f in levels(out)]
+    found = levels(out)
+    data = [(c, json.loads((f / "summary.json").read_text())) for c, f in found]
+    probes = {c: arm_values(f, "identity_probe_matched") for c, f in found}
     xs = [c for c, _ in data]
     pos = {c: i for i, c in enumerate(xs)}            # levels evenly spaced (0.95 and 1.0 would overlap)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = _figure(11, 4.2)
+    left, right = fig.subplots(1, 2)
     colors = {"baseline": "0.35", "baseline_budget": "tab:blue", "dicefer": "tab:red", "dicefer_pretrained": "tab:orange"}
     step = 0.07
     for k, arm in enumerate(ARMS[1:]):
@@ -105,7 +105,7 @@ def figure(out: Path, path: Path) -> None:
              title="Accuracy gap to the baseline, 95% t interval over paired seeds")
     left.legend(fontsize=8, loc="lower right")
     for k, arm in enumerate(ARMS):
-        pts = [(c, arm_values(f, "identity_probe_matched").get(arm)) for c, f in levels(out)]
+        pts = [(c, probes[c].get(arm)) for c in xs]
         pts = [(c, np.asarray(v)) for c, v in pts if v]
         iv = [t_interval(v) if len(v) > 1 else (v.mean(), v.mean()) for _, v in pts]
         dx = (k - 1.5) * step
@@ -122,21 +122,18 @@ def figure(out: Path, path: Path) -> None:
         ax.grid(alpha=0.3)
     seeds = sorted({len(s["seeds"]) for _, s in data})
     fig.suptitle(f"SynthFER confounding sweep ({'-'.join(map(str, seeds))} paired seeds a level)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    _save(fig, path)
 
 
 def stage1_figure(runs: list[dict], path: Path) -> None:
     """Stage 1's MI estimate by epoch, one panel per DICE-FER arm, a line per run coloured by its level."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
 
     arms = sorted({r["arm"] for r in runs if r.get("mi_by_epoch")})
     found = sorted({r["level"] for r in runs})
-    cmap = plt.get_cmap("viridis")
-    fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4), sharey=True, squeeze=False)
+    cmap = colormaps["viridis"]
+    fig = _figure(5.5 * len(arms), 4)
+    axes = fig.subplots(1, len(arms), sharey=True, squeeze=False)
     for ax, arm in zip(axes[0], arms, strict=True):
         for r in runs:
             if r["arm"] == arm and r.get("mi_by_epoch"):
@@ -149,9 +146,7 @@ def stage1_figure(runs: list[dict], path: Path) -> None:
         ax.set(title=LABELS.get(arm, arm), xlabel="stage-1 epoch", ylabel="MI estimate, global + local (nats)")
         ax.grid(alpha=0.3)
     fig.suptitle("DICE-FER stage 1: the MI estimate per epoch, one line per run", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    _save(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = stage1_record(out)
     (out / "stage1.json").write_text(json.dumps({
         "about": "Stage 1 of each DICE-FER run of the sweep, from its metrics.csv: epochs run, MI estimate "
-                 "(global + local, nats) at the end, its rise over the last 5 epochs, and the run's test accuracy.",
+                 "(global + local, nats) at the end, its rise over the last 5 epochs and per epoch (mi_by_epoch), and "
+                 "the run's test accuracy.",
         "runs": runs}, indent=1) + "\n")
     figure(out, out / "sweep.png")
     if any(r.get("mi_by_epoch") for r in runs):

@@ -39,7 +39,9 @@ import yaml
 
 FERKIT = [sys.executable, "-m", "ferkit"]
 ROOT = Path(__file__).resolve().parents[2]
+STAGES = {"stage1_epochs": 12, "stage2_epochs": 2, "stage3_epochs": 10}
 LONG_STAGE1 = 40        # the demo's stage 1; it still stops early when its MI plateaus for 5 epochs
+LONG_STAGES = {**STAGES, "stage1_epochs": LONG_STAGE1}
 
 
 def rel(path: Path) -> str:
@@ -49,12 +51,13 @@ def rel(path: Path) -> str:
 
 
 def arms(c: float, backbone: str) -> dict[str, dict]:
-    """The four configurations at confounding ``c`` (same data, split, lr, batch and augmentation)."""
+    """The four configurations at confounding ``c`` (same data, split, lr, batch and augmentation), and the two
+    longer-stage-1 ones at 0."""
     data = {"dataset": "synthetic", "data_path": "", "synth_identities": 60, "synth_images_per_identity": 20,
             "synth_size": 48, "synth_confounding": float(c), "synth_seed": 0}
     train = {"batch_size": 32, "lr": 3e-4, "device": "auto", "precision": "fp32"}
     model = {"image_size": 48, "channels": 1, "align": "none", "augment": "dicefer14"}
-    stages = {"stage1_epochs": 12, "stage2_epochs": 2, "stage3_epochs": 10}
+    stages = STAGES
     baseline = {"method": "baseline", "data": data, "train": {**train, "epochs": 15}, "model": model}
     budget = {**baseline, "train": {**train, "epochs": sum(stages.values())}}
     dicefer = {"method": "dicefer", "data": data, "train": {**train, "epochs": stages["stage3_epochs"]},
@@ -62,9 +65,9 @@ def arms(c: float, backbone: str) -> dict[str, dict]:
     pretrained = {**dicefer, "train": {**dicefer["train"], "backbone_weights": backbone}}
     found = {"baseline": baseline, "baseline_budget": budget, "dicefer": dicefer, "dicefer_pretrained": pretrained}
     if c == 0:                  # why DICE-FER loses where nothing confounds: its stage 1 is still learning at 12
-        long = {**stages, "stage1_epochs": LONG_STAGE1}
-        found[f"dicefer_stage1_{LONG_STAGE1}"] = {**dicefer, "model": {**dicefer["model"], **long}}
-        found[f"baseline_budget_{sum(long.values())}"] = {**baseline, "train": {**train, "epochs": sum(long.values())}}
+        found[f"dicefer_stage1_{LONG_STAGE1}"] = {**dicefer, "model": {**dicefer["model"], **LONG_STAGES}}
+        found[f"baseline_budget_{sum(LONG_STAGES.values())}"] = {
+            **baseline, "train": {**train, "epochs": sum(LONG_STAGES.values())}}
     return found
 
 
@@ -72,7 +75,7 @@ def contrasts(c: float) -> list[str]:
     """The paired differences beyond each arm minus the baseline."""
     found = ["dicefer_pretrained-dicefer", "dicefer-baseline_budget"]
     if c == 0:
-        budget = LONG_STAGE1 + 2 + 10
+        budget = sum(LONG_STAGES.values())
         found += [f"dicefer_stage1_{LONG_STAGE1}-baseline_budget_{budget}", f"dicefer_stage1_{LONG_STAGE1}-dicefer"]
     return found
 
