@@ -47,7 +47,7 @@ def _versions() -> dict[str, str]:
         try:
             out[name] = version(name)
         except PackageNotFoundError:
-            pass
+            continue                     # not installed here: the record names only what is
     return out
 
 
