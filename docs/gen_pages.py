@@ -150,7 +150,11 @@ def study_section(folder: Path) -> list[str]:
     return lines
 
 
-def rows_section(path: Path, group_by: list[str], value: str) -> list[str]:
+def rows_section(path: Path, group_by: list[str], value: str, pairs: list | None = None) -> list[str]:
+    """A ``.jsonl`` of runs grouped by ``group_by``, one row per group; ``pairs`` (each ``[A, B]``, a group's
+    ``group_by`` values) adds B - A over the seeds both have, with its 95% t interval and B's wins."""
+    from ferkit.study.stats import paired_difference
+
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -161,8 +165,17 @@ def rows_section(path: Path, group_by: list[str], value: str) -> list[str]:
     for key, rs in groups.items():
         vals = [r[value] for r in rs]
         sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        lines.append("| " + " | ".join(str(k) for k in key) + f" | {', '.join(str(r.get('seed')) for r in rs)} | "
+        lines.append("| " + " | ".join("-" if k is None else str(k) for k in key) +
+                     f" | {', '.join(str(r.get('seed')) for r in rs)} | "
                      f"{', '.join(f'{v:.3f}' for v in vals)} | {statistics.mean(vals):.3f} ± {sd:.3f} |")
+    if pairs:
+        lines += ["", f"| B - A, {value} | mean [95% t] B's wins/seeds |", "|---|---|"]
+        for a, b in pairs:
+            by = [{r["seed"]: r[value] for r in groups.get(tuple(k), [])} for k in (a, b)]
+            d = paired_difference(by[0], by[1], value)
+            name = " - ".join(str(k[0]) + "".join(f", {f} {x}" for f, x in zip(group_by[1:], k[1:], strict=True)
+                                                  if x is not None) for k in (b, a))
+            lines.append(f"| {name} | {_gap(d) if d['n'] >= 2 else '-'} |")
     return lines
 
 
@@ -284,7 +297,7 @@ def results_pages() -> dict[str, str | bytes]:
             if part.get("title"):
                 body += [f"## {part['title']}", ""]
             if folder.suffix == ".jsonl":
-                body += rows_section(folder, part["group_by"], part["value"])
+                body += rows_section(folder, part["group_by"], part["value"], part.get("pairs"))
             elif part.get("kind") == "sweep":
                 body += sweep_section(folder)
                 if (folder / "sweep.png").exists():

@@ -37,14 +37,36 @@ def test_seed_snippet_refuses_a_malformed_rows_file(tmp_path):
         snippet._read(path)
 
 
-def test_demo_seeds_summary_gives_dicefer_minus_baseline_per_metric():
+def test_demo_seeds_summary_gives_each_stage1_budget_minus_baseline_and_minus_the_first_budget():
     demo = load("demo_seeds")
     rows = []
-    for seed, (base, dice) in enumerate(((0.95, 0.70), (0.93, 0.66), (0.94, 0.68))):
-        rows.append({"seed": seed, "method": "baseline (ResNet-18, CE)", "accuracy": 0.7, "linear_probe": 0.7,
-                     "subject_probe_64": base})
-        rows.append({"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "accuracy": 0.6, "linear_probe": 0.6,
-                     "subject_probe_64": dice})
+    for seed, (base, dice, short) in enumerate(((0.95, 0.70, 0.80), (0.93, 0.66, 0.78), (0.94, 0.68, 0.76))):
+        rows.append({"seed": seed, "method": "baseline (ResNet-18, CE)", "stage1_epochs": None, "accuracy": 0.7,
+                     "linear_probe": 0.7, "subject_probe_64": base})
+        rows.append({"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "stage1_epochs": 40, "accuracy": 0.6,
+                     "linear_probe": 0.6, "subject_probe_64": dice})
+        rows.append({"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "stage1_epochs": 20, "accuracy": 0.5,
+                     "linear_probe": 0.6, "subject_probe_64": short})
     lines = demo.summary(rows).splitlines()
-    assert lines[0].startswith("accuracy: baseline 0.700 +- 0.000, DICE-FER 0.600 +- 0.000; DICE-FER - baseline -0.100")
-    assert "DICE-FER - baseline -0.260 [-0.285, -0.235] (95% t, 3 paired seeds)" in lines[2]   # t(2) 4.303 x 0.01 / sqrt 3, lines[2]
+    assert lines[0] == "accuracy: baseline 0.700 +- 0.000, DICE-FER s1=40 0.600 +- 0.000, DICE-FER s1=20 0.500 +- 0.000"
+    assert lines[1].startswith("  DICE-FER s1=40 - baseline: -0.100")
+    assert lines[3].startswith("  DICE-FER s1=20 - DICE-FER s1=40: -0.100")
+    sub = lines[lines.index(next(x for x in lines if x.startswith("subject_probe_64"))) + 1]
+    # t(2) 4.303 x 0.01 / sqrt 3
+    assert sub == "  DICE-FER s1=40 - baseline: -0.260 [-0.285, -0.235] (95% t, 3 paired seeds)"
+    assert lines[-1] == "  DICE-FER s1=20 - DICE-FER s1=40: +0.100 [+0.050, +0.150] (95% t, 3 paired seeds)"
+
+
+def test_time_make_demo_splits_the_wall_time_at_makes_echo_and_the_demos_headers():
+    spec = importlib.util.spec_from_file_location("time_make_demo", BENCH.parent / "speed" / "time_make_demo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    lines = [(0.5, "test -x .venv/bin/python || python3 -m venv .venv"), (55.0, ".venv/bin/ferkit demo --out runs/demo"),
+             (58.0, "SynthFER: 24 identities x 56 images"), (58.5, "== starting weights: resnet18-identity =="),
+             (100.0, "pretrain resnet18: loss 0.15"), (110.0, "== baseline (ResNet-18, CE) =="),
+             (150.5, "== DICE-FER (4x ResNet-18, DV MI) =="), (500.0, "")]
+    got = mod.split(lines)
+    assert got == {"stages_s": {"install": 55.0, "start": 3.5, "starting weights: resnet18-identity": 51.5,
+                                "baseline (ResNet-18, CE)": 40.5, "DICE-FER (4x ResNet-18, DV MI)": 349.5},
+                   "demo_s": 445.0, "total_s": 500.0}
+    assert mod.split([(3.0, "make: *** [demo] Error 1"), (3.1, "")]) == {"total_s": 3.1}

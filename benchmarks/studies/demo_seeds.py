@@ -1,13 +1,16 @@
 """`ferkit demo`'s ResNet rows (baseline and DICE-FER, the demo's data, starts and settings) over paired seeds:
-whether DICE-FER's code carries less identity than the baseline's features, and what it costs in accuracy, with
-95% intervals rather than the demo's one seed.
+whether DICE-FER's code carries less identity than the baseline's features, what it costs in accuracy, and what
+DICE-FER's stage-1 budget changes, with 95% intervals rather than the demo's one seed.
 
-    .venv/bin/python benchmarks/studies/demo_seeds.py --seeds 0 1 2 3 [--out results.jsonl]
+    .venv/bin/python benchmarks/studies/demo_seeds.py --seeds 0 1 2 3 [--stage1-epochs 40 20] [--out results.jsonl]
 
-Each seed renders the demo's SynthFER with that seed, pretrains its identity ResNet-18 with it and trains both
-rows (``ferkit.commands.demo.run_demo``, UA-FER left out: its start is another network). One JSON line per (seed,
-row); with ``--out`` lines are appended, seeds already there are skipped, and the paired summary over every seed
-in the file is printed (``ferkit.study.stats.paired_difference``, the one ``ferkit compare`` uses).
+Each seed renders the demo's SynthFER with that seed, pretrains its identity ResNet-18 with it and trains the
+baseline and one DICE-FER row per ``--stage1-epochs`` budget (default: the demo's), all from that one start
+(``ferkit.commands.demo.run_demo``; UA-FER left out: its start is another network). One JSON line per (seed, row),
+each with its ``stage1_epochs`` (null for the baseline). With ``--out`` lines are appended, a seed already there
+trains only the rows it lacks (its pretrained start and baseline are deterministic, so a later budget pairs with
+them), and the paired summary over every seed in the file is printed (``ferkit.study.stats.paired_difference``,
+the one ``ferkit compare`` uses).
 """
 
 from __future__ import annotations
@@ -16,52 +19,67 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 METRICS = ("accuracy", "linear_probe", "subject_probe_64")
 
 
-def run_seed(seed: int) -> list[dict]:
+def run_seed(seed: int, stage1_budgets: list[int], with_baseline: bool = True) -> list[dict]:
     from ferkit.commands.demo import RESNET_SIZE, demo_entries, run_demo
 
-    entries = demo_entries(64, 8, resnet_size=RESNET_SIZE)[:2]
+    baseline = [demo_entries(64, 8, resnet_size=RESNET_SIZE)[0]] if with_baseline else []
+    dicefer = [replace(demo_entries(64, 8, stage1_epochs=e, resnet_size=RESNET_SIZE)[1], run_name=f"dicefer_s1_{e}")
+               for e in stage1_budgets]
     with tempfile.TemporaryDirectory(prefix="ferkit-demo-seeds-") as out:
         t0 = time.time()
-        rows = run_demo(out, seed=seed, device="cpu", entries=entries, progress=False)
-    return [{"seed": seed, "method": r["method"], **{k: round(r[k], 4) for k in METRICS},
-             "train_seconds": round(r["train_seconds"], 1), "seconds_all": round(time.time() - t0, 1)} for r in rows]
+        rows = run_demo(out, seed=seed, device="cpu", entries=[*baseline, *dicefer], progress=False)
+    budgets = [None, *stage1_budgets] if with_baseline else stage1_budgets
+    return [{"seed": seed, "method": r["method"], "stage1_epochs": e, **{k: round(r[k], 4) for k in METRICS},
+             "train_seconds": round(r["train_seconds"], 1), "seconds_all": round(time.time() - t0, 1)}
+            for r, e in zip(rows, budgets, strict=True)]
+
+
+def _arm(row: dict) -> str:
+    """The row's arm: the baseline, or DICE-FER at its stage-1 budget."""
+    return "baseline" if row.get("stage1_epochs") is None else f"DICE-FER s1={row['stage1_epochs']}"
 
 
 def summary(rows: list[dict]) -> str:
     from ferkit.study.stats import describe, paired_difference
 
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    arms = list(dict.fromkeys(_arm(r) for r in rows))
     lines = []
     for metric in METRICS:
-        by = {m: {r["seed"]: r[metric] for r in rows if r["method"] == m} for m in methods}
-        parts = [f"{m.split(' (')[0]} {describe(v.values())['mean']:.3f} +- {describe(v.values())['std']:.3f}"
-                 for m, v in by.items()]
-        line = f"{metric}: " + ", ".join(parts)
-        if len(methods) == 2:
-            d = paired_difference(by[methods[0]], by[methods[1]], metric)
+        by = {a: {r["seed"]: r[metric] for r in rows if _arm(r) == a} for a in arms}
+        parts = [f"{a} {describe(v.values())['mean']:.3f} +- {describe(v.values())['std']:.3f}" for a, v in by.items()]
+        lines.append(f"{metric}: " + ", ".join(parts))
+        pairs = [(a, "baseline") for a in arms[1:]] + [(a, arms[1]) for a in arms[2:]]
+        for a, b in pairs:
+            d = paired_difference(by[b], by[a], metric)   # (x, y): y - x
             if d["n"] >= 2:
-                line += (f"; DICE-FER - baseline {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] "
-                         f"(95% t, {d['n']} paired seeds)")
-        lines.append(line)
+                lines.append(f"  {a} - {b}: {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] "
+                             f"(95% t, {d['n']} paired seeds)")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ferkit.commands.demo import STAGE1_EPOCHS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--stage1-epochs", type=int, nargs="+", default=[STAGE1_EPOCHS],
+                   help=f"DICE-FER's stage-1 budgets, one row each (default: the demo's {STAGE1_EPOCHS})")
     p.add_argument("--out", default="", help="JSON-lines file to append to and resume from; prints the paired summary")
     args = p.parse_args(argv)
     path = Path(args.out) if args.out else None
     done = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path and path.exists() else []
     for seed in args.seeds:
-        if any(r["seed"] == seed for r in done):
+        have = {r.get("stage1_epochs") for r in done if r["seed"] == seed}
+        todo = [e for e in args.stage1_epochs if e not in have]
+        if not todo:
             continue
-        for row in run_seed(seed):
+        for row in run_seed(seed, todo, with_baseline=None not in have):
             print(json.dumps(row), flush=True)
             done.append(row)
             if path:
