@@ -2,7 +2,7 @@
 
 import pytest
 
-from ferkit.commands.demo import PREPARERS, STAGE1_EPOCHS, demo_entries, format_table
+from ferkit.commands.demo import PREPARERS, STAGE1_EPOCHS, demo_entries, format_table, stored_evidence
 
 
 def test_table_columns_line_up_whatever_the_method_names():
@@ -87,7 +87,8 @@ def test_quick_demo_runs_every_step_and_twice_gives_the_same_table(tmp_path, cap
     assert main(["demo", "--quick", "--out", str(again), "--device", "cpu"]) == 0
     capsys.readouterr()
     first, second = (_table_without_times((d / "demo.md").read_text()) for d in (out, again))
-    assert first == second and len(first) == len(rows) + 8        # fence, header, rows, note, evidence (4), fence
+    # fence, header, rows, note, a blank line, the stored evidence, fence
+    assert first == second and len(first) == len(rows) + 5 + len(stored_evidence())
     rows2 = json.loads((again / "demo.json").read_text())
     drop = ("train_seconds", "checkpoint")
     assert [{k: v for k, v in r.items() if k not in drop} for r in rows] == [
