@@ -305,24 +305,19 @@ def stored_evidence() -> list[str]:
 
 def _stage1_evidence(seeds: Path) -> list[str]:
     """DICE-FER against the baseline at the demo's stage-1 budget, and each other stored budget against it."""
-    import json
-
-    from ferkit.study.evidence import interval_text, paired_from_jsonl
+    from ferkit.study.evidence import interval_text, paired_from_rows, read_jsonl
 
     a, b = "baseline (ResNet-18, CE)", "DICE-FER (4x ResNet-18, DV MI)"
-    rows = [json.loads(line) for line in seeds.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(seeds)
     budgets = sorted({r["stage1_epochs"] for r in rows if r.get("stage1_epochs")} - {STAGE1_EPOCHS}, reverse=True)
-
-    def at(epochs):
-        return lambda r: r.get("stage1_epochs") in (None, epochs)
-
-    acc = paired_from_jsonl(seeds, "method", a, b, "accuracy", keep=at(STAGE1_EPOCHS))
-    sp = paired_from_jsonl(seeds, "method", a, b, "subject_probe_64", keep=at(STAGE1_EPOCHS))
+    at_demo = [r for r in rows if r.get("stage1_epochs") in (None, STAGE1_EPOCHS)]   # the baseline and the demo's
+    acc = paired_from_rows(at_demo, "method", a, b, "accuracy")
+    sp = paired_from_rows(at_demo, "method", a, b, "subject_probe_64")
     out = [f"  DICE-FER - baseline, accuracy: {interval_text(acc)}; subject@64: {interval_text(sp)} "
            f"(benchmarks/results/demo_seeds: the demo's ResNet rows, DICE-FER's stage 1 at {STAGE1_EPOCHS} epochs)"]
     for e in budgets:
-        d_acc = paired_from_jsonl(seeds, "stage1_epochs", STAGE1_EPOCHS, e, "accuracy")
-        d_sp = paired_from_jsonl(seeds, "stage1_epochs", STAGE1_EPOCHS, e, "subject_probe_64")
+        d_acc = paired_from_rows(rows, "stage1_epochs", STAGE1_EPOCHS, e, "accuracy")
+        d_sp = paired_from_rows(rows, "stage1_epochs", STAGE1_EPOCHS, e, "subject_probe_64")
         out.append(f"  DICE-FER with stage 1 at {e} instead of {STAGE1_EPOCHS} epochs, accuracy: "
                    f"{interval_text(d_acc)}; subject@64: {interval_text(d_sp)}")
     return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from ferkit.study.stats import paired_difference
@@ -21,7 +20,8 @@ def results_root() -> Path | None:
     return root if root.is_dir() else None
 
 
-def _paired(rows: list[dict], key: str, a, b, metric: str) -> dict:
+def paired_from_rows(rows: list[dict], key: str, a, b, metric: str) -> dict:
+    """B - A of ``metric`` over the seeds ``rows`` (``seed``, ``key``, metrics) have for both ``key`` values."""
     by = {name: {int(r["seed"]): (None if r.get(metric) in (None, "") else float(r[metric]))
                  for r in rows if r[key] == name} for name in (a, b)}
     return paired_difference(by[a], by[b], metric)
@@ -30,15 +30,12 @@ def _paired(rows: list[dict], key: str, a, b, metric: str) -> dict:
 def paired_from_runs_csv(path: Path, a: str, b: str, metric: str) -> dict:
     """B - A of ``metric`` over the seeds a study's ``runs.csv`` has for both configurations."""
     with open(path, newline="", encoding="utf-8") as fh:
-        return _paired(list(csv.DictReader(fh)), "config", a, b, metric)
+        return paired_from_rows(list(csv.DictReader(fh)), "config", a, b, metric)
 
 
-def paired_from_jsonl(path: Path, key: str, a, b, metric: str,
-                      keep: Callable[[dict], bool] | None = None) -> dict:
-    """B - A of ``metric`` over the seeds a ``.jsonl`` of rows (``seed``, ``key``, metrics) has for both; ``keep``
-    picks the rows that count (e.g. one of several budgets a file holds for the same ``key``)."""
-    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    return _paired([r for r in rows if keep is None or keep(r)], key, a, b, metric)
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a ``.jsonl`` file (blank lines skipped), read once for as many pairings as a caller makes."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def interval_text(d: dict, digits: int = 3) -> str:
