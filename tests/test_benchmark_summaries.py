@@ -41,20 +41,38 @@ def test_demo_seeds_summary_gives_each_stage1_budget_minus_baseline_and_minus_th
     demo = load("demo_seeds")
     rows = []
     for seed, (base, dice, short) in enumerate(((0.95, 0.70, 0.80), (0.93, 0.66, 0.78), (0.94, 0.68, 0.76))):
-        rows.append({"seed": seed, "method": "baseline (ResNet-18, CE)", "stage1_epochs": None, "accuracy": 0.7,
-                     "linear_probe": 0.7, "subject_probe_64": base})
-        rows.append({"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "stage1_epochs": 40, "accuracy": 0.6,
-                     "linear_probe": 0.6, "subject_probe_64": dice})
-        rows.append({"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "stage1_epochs": 20, "accuracy": 0.5,
-                     "linear_probe": 0.6, "subject_probe_64": short})
+        rows.append({"seed": seed, "method": "baseline (ResNet-18, CE)", "resnet_size": 48, "stage1_epochs": None,
+                     "accuracy": 0.7, "linear_probe": 0.7, "subject_probe_64": base})
+        rows.append({"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "resnet_size": 48, "stage1_epochs": 40,
+                     "accuracy": 0.6, "linear_probe": 0.6, "subject_probe_64": dice})
+        rows.append({"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "resnet_size": 48, "stage1_epochs": 20,
+                     "accuracy": 0.5, "linear_probe": 0.6, "subject_probe_64": short})
     lines = demo.summary(rows).splitlines()
-    assert lines[0] == "accuracy: baseline 0.700 +- 0.000, DICE-FER s1=40 0.600 +- 0.000, DICE-FER s1=20 0.500 +- 0.000"
-    assert lines[1].startswith("  DICE-FER s1=40 - baseline: -0.100")
-    assert lines[3].startswith("  DICE-FER s1=20 - DICE-FER s1=40: -0.100")
+    assert lines[0] == ("accuracy: baseline @48px 0.700 +- 0.000, DICE-FER s1=40 @48px 0.600 +- 0.000, "
+                        "DICE-FER s1=20 @48px 0.500 +- 0.000")
+    assert lines[1].startswith("  DICE-FER s1=40 @48px - baseline @48px: -0.100")
+    assert lines[3].startswith("  DICE-FER s1=20 @48px - DICE-FER s1=40 @48px: -0.100")
     sub = lines[lines.index(next(x for x in lines if x.startswith("subject_probe_64"))) + 1]
     # t(2) 4.303 x 0.01 / sqrt 3
-    assert sub == "  DICE-FER s1=40 - baseline: -0.260 [-0.285, -0.235] (95% t, 3 paired seeds)"
-    assert lines[-1] == "  DICE-FER s1=20 - DICE-FER s1=40: +0.100 [+0.050, +0.150] (95% t, 3 paired seeds)"
+    assert sub == "  DICE-FER s1=40 @48px - baseline @48px: -0.260 [-0.285, -0.235] (95% t, 3 paired seeds)"
+    assert lines[-1] == "  DICE-FER s1=20 @48px - DICE-FER s1=40 @48px: +0.100 [+0.050, +0.150] (95% t, 3 paired seeds)"
+
+
+def test_demo_seeds_summary_pairs_each_row_at_another_size_with_the_same_row_at_the_first():
+    demo = load("demo_seeds")
+    rows = []
+    for seed in range(3):
+        for size, acc in ((48, 0.6 + 0.01 * seed), (32, 0.55 + 0.02 * seed)):
+            rows += [{"seed": seed, "method": "baseline (ResNet-18, CE)", "resnet_size": size, "stage1_epochs": None,
+                      "accuracy": 0.7, "linear_probe": 0.7, "subject_probe_64": 0.9},
+                     {"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "resnet_size": size,
+                      "stage1_epochs": 40, "accuracy": acc, "linear_probe": 0.6, "subject_probe_64": 0.7}]
+    lines = demo.summary(rows).splitlines()
+    acc = lines[:lines.index(next(x for x in lines if x.startswith("linear_probe")))]
+    assert "  DICE-FER s1=40 @32px - baseline @32px: -0.130 [" in "\n".join(acc)
+    # 32 px - 48 px: -0.05, -0.04, -0.03
+    assert "  DICE-FER s1=40 @32px - DICE-FER s1=40 @48px: -0.040 [-0.065, -0.015] (95% t, 3 paired seeds)" in acc
+    assert "  baseline @32px - baseline @48px: +0.000 [+0.000, +0.000] (95% t, 3 paired seeds)" in acc
 
 
 def test_time_make_demo_splits_the_wall_time_at_makes_echo_and_the_demos_headers():

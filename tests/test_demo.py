@@ -140,21 +140,23 @@ def test_stage1_evidence_pairs_the_demos_budget_with_the_baseline_and_with_each_
     from ferkit.commands import demo
 
     monkeypatch.setattr(demo, "STAGE1_EPOCHS", 20)
+    monkeypatch.setattr(demo, "RESNET_SIZE", 32)
     rows = []
     for seed, (base, long, short) in enumerate(((0.60, 0.70, 0.50), (0.62, 0.74, 0.51), (0.58, 0.72, 0.52))):
-        rows += [{"seed": seed, "method": "baseline (ResNet-18, CE)", "stage1_epochs": None, "accuracy": base,
-                  "subject_probe_64": 0.9},
-                 {"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "stage1_epochs": 40, "accuracy": long,
-                  "subject_probe_64": 0.6},
-                 {"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "stage1_epochs": 20, "accuracy": short,
-                  "subject_probe_64": 0.7}]
+        for size, shift in ((32, 0.0), (48, 0.3)):   # rows at another image side must not be pooled either
+            rows += [{"seed": seed, "method": "baseline (ResNet-18, CE)", "resnet_size": size, "stage1_epochs": None,
+                      "accuracy": base + shift, "subject_probe_64": 0.9},
+                     {"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "resnet_size": size,
+                      "stage1_epochs": 40, "accuracy": long, "subject_probe_64": 0.6 + shift},
+                     {"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "resnet_size": size,
+                      "stage1_epochs": 20, "accuracy": short, "subject_probe_64": 0.7}]
     path = tmp_path / "results.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     lines = demo._stage1_evidence(path)
     # accuracy short - base: -0.10, -0.11, -0.06 -> mean -0.090; subject 0.7 - 0.9 = -0.2 on every seed
     assert lines[0].startswith("  DICE-FER - baseline, accuracy: -0.090 [")
     assert "subject@64: -0.200 [-0.200, -0.200] over 3 paired seeds" in lines[0]
-    assert "stage 1 at 20 epochs" in lines[0]
+    assert "rows at 32 px, DICE-FER's stage 1 at 20 epochs" in lines[0]
     # 40 - 20: +0.20, +0.23, +0.20 -> +0.210; subject -0.1
     assert lines[1].startswith("  DICE-FER with stage 1 at 40 instead of 20 epochs, accuracy: +0.210 [")
     assert "subject@64: -0.100 [-0.100, -0.100] over 3 paired seeds" in lines[1]

@@ -2,15 +2,17 @@
 whether DICE-FER's code carries less identity than the baseline's features, what it costs in accuracy, and what
 DICE-FER's stage-1 budget changes, with 95% intervals rather than the demo's one seed.
 
-    .venv/bin/python benchmarks/studies/demo_seeds.py --seeds 0 1 2 3 [--stage1-epochs 40 20] [--out results.jsonl]
+    .venv/bin/python benchmarks/studies/demo_seeds.py --seeds 0 1 2 3 [--stage1-epochs 40 20] [--resnet-size 48]
+        [--out results.jsonl]
 
-Each seed renders the demo's SynthFER with that seed, pretrains its identity ResNet-18 with it and trains the
-baseline and one DICE-FER row per ``--stage1-epochs`` budget (default: the demo's), all from that one start
-(``ferkit.commands.demo.run_demo``; UA-FER left out: its start is another network). One JSON line per (seed, row),
-each with its ``stage1_epochs`` (null for the baseline). With ``--out`` lines are appended, a seed already there
-trains only the rows it lacks (its pretrained start and baseline are deterministic, so a later budget pairs with
-them), and the paired summary over every seed in the file is printed (``ferkit.study.stats.paired_difference``,
-the one ``ferkit compare`` uses).
+Each seed renders the demo's SynthFER with that seed, pretrains its identity ResNet-18 with it at
+``--resnet-size`` (default: the demo's) and trains the baseline and one DICE-FER row per ``--stage1-epochs``
+budget (default: the demo's) at that size, all from that one start (``ferkit.commands.demo.run_demo``; UA-FER
+left out: its start is another network). One JSON line per (seed, row), each with its ``resnet_size`` and
+``stage1_epochs`` (null for the baseline). With ``--out`` lines are appended, a seed already there trains only the
+rows it lacks (its pretrained start and baseline are deterministic, so a later budget pairs with them), and the
+paired summary over every seed in the file is printed (``ferkit.study.stats.paired_difference``, the one ``ferkit
+compare`` uses).
 """
 
 from __future__ import annotations
@@ -25,24 +27,25 @@ from pathlib import Path
 METRICS = ("accuracy", "linear_probe", "subject_probe_64")
 
 
-def run_seed(seed: int, stage1_budgets: list[int], with_baseline: bool = True) -> list[dict]:
-    from ferkit.commands.demo import RESNET_SIZE, demo_entries, run_demo
+def run_seed(seed: int, stage1_budgets: list[int], with_baseline: bool = True, resnet_size: int = 48) -> list[dict]:
+    from ferkit.commands.demo import demo_entries, run_demo
 
-    baseline = [demo_entries(64, 8, resnet_size=RESNET_SIZE)[0]] if with_baseline else []
-    dicefer = [replace(demo_entries(64, 8, stage1_epochs=e, resnet_size=RESNET_SIZE)[1], run_name=f"dicefer_s1_{e}")
+    baseline = [demo_entries(64, 8, resnet_size=resnet_size)[0]] if with_baseline else []
+    dicefer = [replace(demo_entries(64, 8, stage1_epochs=e, resnet_size=resnet_size)[1], run_name=f"dicefer_s1_{e}")
                for e in stage1_budgets]
     with tempfile.TemporaryDirectory(prefix="ferkit-demo-seeds-") as out:
         t0 = time.time()
         rows = run_demo(out, seed=seed, device="cpu", entries=[*baseline, *dicefer], progress=False)
     budgets = [None, *stage1_budgets] if with_baseline else stage1_budgets
-    return [{"seed": seed, "method": r["method"], "stage1_epochs": e, **{k: round(r[k], 4) for k in METRICS},
+    return [{"seed": seed, "method": r["method"], "resnet_size": resnet_size, "stage1_epochs": e, **{k: round(r[k], 4) for k in METRICS},
              "train_seconds": round(r["train_seconds"], 1), "seconds_all": round(time.time() - t0, 1)}
             for r, e in zip(rows, budgets, strict=True)]
 
 
 def _arm(row: dict) -> str:
-    """The row's arm: the baseline, or DICE-FER at its stage-1 budget."""
-    return "baseline" if row.get("stage1_epochs") is None else f"DICE-FER s1={row['stage1_epochs']}"
+    """The row's arm: the baseline, or DICE-FER at its stage-1 budget, at the row's image side."""
+    arm = "baseline" if row.get("stage1_epochs") is None else f"DICE-FER s1={row['stage1_epochs']}"
+    return f"{arm} @{row['resnet_size']}px"
 
 
 def summary(rows: list[dict]) -> str:
@@ -54,7 +57,16 @@ def summary(rows: list[dict]) -> str:
         by = {a: {r["seed"]: r[metric] for r in rows if _arm(r) == a} for a in arms}
         parts = [f"{a} {describe(v.values())['mean']:.3f} +- {describe(v.values())['std']:.3f}" for a, v in by.items()]
         lines.append(f"{metric}: " + ", ".join(parts))
-        pairs = [(a, "baseline") for a in arms[1:]] + [(a, arms[1]) for a in arms[2:]]
+        pairs = []
+        for size in dict.fromkeys(r["resnet_size"] for r in rows):   # within a size: against its baseline and
+            at = [a for a in arms if a.endswith(f" @{size}px")]      # against its first DICE-FER budget
+            base = [a for a in at if a.startswith("baseline")]
+            pairs += [(a, base[0]) for a in at if base and a != base[0]]
+            dice = [a for a in at if not a.startswith("baseline")]
+            pairs += [(a, dice[0]) for a in dice[1:]]
+        first = rows[0]["resnet_size"]                               # across sizes: each arm against itself at
+        pairs += [(a, a.rsplit(" @", 1)[0] + f" @{first}px") for a in arms    # the first size in the file
+                  if not a.endswith(f" @{first}px") and a.rsplit(" @", 1)[0] + f" @{first}px" in by]
         for a, b in pairs:
             d = paired_difference(by[b], by[a], metric)   # (x, y): y - x
             if d["n"] >= 2:
@@ -64,22 +76,24 @@ def summary(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ferkit.commands.demo import STAGE1_EPOCHS
+    from ferkit.commands.demo import RESNET_SIZE, STAGE1_EPOCHS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--stage1-epochs", type=int, nargs="+", default=[STAGE1_EPOCHS],
                    help=f"DICE-FER's stage-1 budgets, one row each (default: the demo's {STAGE1_EPOCHS})")
+    p.add_argument("--resnet-size", type=int, default=RESNET_SIZE,
+                   help=f"the side the rows (and their identity pretraining) train at (default: the demo's {RESNET_SIZE})")
     p.add_argument("--out", default="", help="JSON-lines file to append to and resume from; prints the paired summary")
     args = p.parse_args(argv)
     path = Path(args.out) if args.out else None
     done = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path and path.exists() else []
     for seed in args.seeds:
-        have = {r.get("stage1_epochs") for r in done if r["seed"] == seed}
+        have = {r.get("stage1_epochs") for r in done if r["seed"] == seed and r["resnet_size"] == args.resnet_size}
         todo = [e for e in args.stage1_epochs if e not in have]
         if not todo:
             continue
-        for row in run_seed(seed, todo, with_baseline=None not in have):
+        for row in run_seed(seed, todo, with_baseline=None not in have, resnet_size=args.resnet_size):
             print(json.dumps(row), flush=True)
             done.append(row)
             if path:

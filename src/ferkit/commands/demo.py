@@ -304,17 +304,19 @@ def stored_evidence() -> list[str]:
 
 
 def _stage1_evidence(seeds: Path) -> list[str]:
-    """DICE-FER against the baseline at the demo's stage-1 budget, and each other stored budget against it."""
+    """DICE-FER against the baseline at the demo's stage-1 budget, and each other stored budget against it, from
+    the stored rows at the demo's image side (``RESNET_SIZE``)."""
     from ferkit.study.evidence import interval_text, paired_from_rows, read_jsonl
 
     a, b = "baseline (ResNet-18, CE)", "DICE-FER (4x ResNet-18, DV MI)"
-    rows = read_jsonl(seeds)
+    rows = [r for r in read_jsonl(seeds) if r.get("resnet_size") == RESNET_SIZE]
     budgets = sorted({r["stage1_epochs"] for r in rows if r.get("stage1_epochs")} - {STAGE1_EPOCHS}, reverse=True)
     at_demo = [r for r in rows if r.get("stage1_epochs") in (None, STAGE1_EPOCHS)]   # the baseline and the demo's
     acc = paired_from_rows(at_demo, "method", a, b, "accuracy")
     sp = paired_from_rows(at_demo, "method", a, b, "subject_probe_64")
     out = [f"  DICE-FER - baseline, accuracy: {interval_text(acc)}; subject@64: {interval_text(sp)} "
-           f"(benchmarks/results/demo_seeds: the demo's ResNet rows, DICE-FER's stage 1 at {STAGE1_EPOCHS} epochs)"]
+           f"(benchmarks/results/demo_seeds: the demo's ResNet rows at {RESNET_SIZE} px, DICE-FER's stage 1 at "
+           f"{STAGE1_EPOCHS} epochs)"]
     for e in budgets:
         d_acc = paired_from_rows(rows, "stage1_epochs", STAGE1_EPOCHS, e, "accuracy")
         d_sp = paired_from_rows(rows, "stage1_epochs", STAGE1_EPOCHS, e, "subject_probe_64")
