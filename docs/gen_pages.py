@@ -137,13 +137,14 @@ def study_section(folder: Path) -> list[str]:
         if not m:
             continue
         digits = 1 if key == "train_seconds" else 3
-        cells = [f"{m[c]['mean']:.{digits}f} ± {m[c]['std']:.{digits}f}" if c in m and m[c]["n"] else "-" for c in configs]
+        cells = [(f"{m[c]['mean']:.{digits}f}" + (f" ± {m[c]['std']:.{digits}f}" if m[c]["n"] > 1 else " (1 run)"))
+                 if c in m and m[c]["n"] else "-" for c in configs]
         lines.append(f"| {word} | " + " | ".join(cells) + " |")
     lines += ["", "Paired differences (mean, 95% Student-t interval, bootstrap interval, seeds where better / n):", "",
               "| metric | difference | mean | 95% t interval | bootstrap | better in |", "|---|---|---|---|---|---|"]
     for key, word in METRICS:
         for pair, d in s["paired"].get(key, {}).items():
-            if key == "train_seconds":
+            if key == "train_seconds" or d.get("lo") is None:      # fewer than 2 paired seeds so far: no interval
                 continue
             lines.append(f"| {word} | `{pair}` | {d['mean']:+.3f} | [{d['lo']:+.3f}, {d['hi']:+.3f}] | "
                          f"[{d['boot_lo']:+.3f}, {d['boot_hi']:+.3f}] | {d['wins']}/{d['n']} |")
@@ -180,8 +181,10 @@ def rows_section(path: Path, group_by: list[str], value: str, pairs: list | None
 
 
 def _gap(d: dict | None) -> str:
-    if not d:
+    if not d or d.get("mean") is None:
         return "-"
+    if d["lo"] is None:                                  # one pair: the difference, no interval
+        return f"{d['mean']:+.3f} (1 seed) {d['wins']}/{d['n']}"
     star = " **≠0**" if d["lo"] is not None and (d["lo"] > 0 or d["hi"] < 0) else ""
     return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] {d['wins']}/{d['n']}{star}"
 
@@ -200,6 +203,13 @@ def _as_it_falls(arm: str, ref: str, gaps: list[tuple[float, dict]]) -> str:
             f"{best['hi']:+.3f}] at confounding {best_c:g} ({best['n']} paired seeds)"
             + (f"; levels with fewer than 3 paired seeds ({', '.join(f'{c:g}' for c in thin)}) are not called "
                "either way." if thin else "."))
+
+
+def _mean_std(m: dict) -> str:
+    """``0.512 ± 0.034``, the mean alone where one run gives no spread, ``-`` where none has run yet."""
+    if m.get("mean") is None:
+        return "-"
+    return f"{m['mean']:.3f}" + (f" ± {m['std']:.3f}" if m.get("std") is not None and m.get("n", 0) > 1 else "")
 
 
 def sweep_section(folder: Path) -> list[str]:
@@ -238,12 +248,12 @@ def sweep_section(folder: Path) -> list[str]:
         lines += ["", f"At confounding {c:g}, the extra arms {', '.join(f'`{a}`' for a in extra)} "
                   f"({len(s['seeds'])} paired seeds; accuracy and subject probe at 64-D, mean ± std; paired "
                   "accuracy differences):", "",
-                  "| arm | accuracy | subject probe at 64-D | training seconds |", "|---|---|---|---|"]
+                  "| arm (runs) | accuracy | subject probe at 64-D | training seconds |", "|---|---|---|---|"]
         for a in [*arms, *extra]:
             m = {k: s["metrics"][k][a] for k in ("accuracy", "identity_probe_matched", "train_seconds")}
-            lines.append(f"| `{a}` | {m['accuracy']['mean']:.3f} ± {m['accuracy']['std']:.3f} | "
-                         f"{m['identity_probe_matched']['mean']:.3f} ± {m['identity_probe_matched']['std']:.3f} | "
-                         f"{m['train_seconds']['mean']:.0f} |")
+            lines.append(f"| `{a}` ({m['accuracy']['n']}) | {_mean_std(m['accuracy'])} | "
+                         f"{_mean_std(m['identity_probe_matched'])} | "
+                         + ("-" if m['train_seconds']['mean'] is None else f"{m['train_seconds']['mean']:.0f}") + " |")
         lines += ["", "| difference | accuracy | subject probe at 64-D |", "|---|---|---|"]
         lines += [f"| `{p}` | {_gap(s['paired']['accuracy'][p])} | {_gap(s['paired']['identity_probe_matched'].get(p))} |"
                   for p in pairs]

@@ -28,10 +28,20 @@ def test_doctor_passes_here_and_lists_every_check(capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     lines = out.strip().splitlines()
-    assert lines[-1].startswith("ferkit ") and lines[-1].endswith("checks passed.")
-    assert all(line.startswith("ok   ") for line in lines[:-1]), out
+    assert lines[-1].startswith("ferkit ") and "checks passed" in lines[-1]
+    assert all(line.startswith(("ok   ", "opt  ")) for line in lines[:-1]), out   # opt: an optional part missing
     names = {line.split()[1] for line in lines[:-1]}
-    assert {"torch", "numpy", "onnxruntime", "facenet-pytorch"} <= names
+    assert {"torch", "numpy", "onnxruntime", "facenet-pytorch", "face-api"} <= names
+
+
+def test_doctor_reports_a_missing_optional_part_with_its_command_and_still_passes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FERKIT_HOME", str(tmp_path))                # no face-api model files there
+    code = main(["doctor"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (opt,) = [line for line in out.splitlines() if line.startswith("opt ")]
+    assert "face-api tiny detector" in opt and opt.endswith("-> ferkit install face-api")
+    assert out.strip().splitlines()[-1].endswith("1 optional part not installed (the command after '->' adds it).")
 
 
 def test_doctor_without_facenet_fails_with_the_install_command(no_facenet, capsys):

@@ -15,7 +15,7 @@ from ferkit.errors import FerkitError
 
 #: subcommands in the order `ferkit --help` lists them
 COMMANDS = ("synth", "datasets", "align", "pretrain", "train", "evaluate", "compare", "predict", "embed", "identity", "export", "crossdata",
-            "serve", "demo", "import", "models", "doctor")
+            "serve", "demo", "import", "models", "install", "doctor")
 
 
 class HelpFormatter(argparse.HelpFormatter):

@@ -24,9 +24,10 @@ class Check:
     ok: bool
     found: str
     remedy: str = ""
+    optional: bool = False     # reported with its fix, never a failure (a part only some commands use)
 
     def line(self) -> str:
-        mark = "ok  " if self.ok else "FAIL"
+        mark = "ok  " if self.ok else ("opt " if self.optional else "FAIL")
         fix = f"  -> {self.remedy}" if not self.ok and self.remedy else ""
         return f"{mark} {self.name:<24} {self.found}{fix}"
 
@@ -98,4 +99,15 @@ def run_checks(dist: str = "ferkit") -> list[Check]:
                         "pip install -e . (from the source folder)")]
     else:
         checks = [check_requirement(r) for r in reqs]
-    return checks + [check_face_detector()]
+    return checks + [check_face_detector(), check_tiny_detector()]
+
+
+def check_tiny_detector() -> Check:
+    """face-api's tiny detector (``--detector tiny``): optional, installed by ``ferkit install face-api``."""
+    from ferkit.data.faceapi_weights import INSTALL_REMEDY, install_dir, installed
+
+    d = installed()
+    if d is not None:
+        return Check("face-api tiny detector", True, f"model files in {d}")
+    return Check("face-api tiny detector", False, f"not installed in {install_dir()} (optional: --detector tiny)",
+                 INSTALL_REMEDY, optional=True)

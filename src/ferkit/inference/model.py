@@ -43,7 +43,8 @@ UNCERTAINTY_KINDS = {
 
 
 def load_model(path: str | Path | None = None, device: str = "auto", engine: str | None = None,
-               precision: str = "fp32", min_face_size: int | str = 20, spec: str | Path | None = None) -> FERModel:
+               precision: str = "fp32", min_face_size: int | str = 20, spec: str | Path | None = None,
+               detector: str = "mtcnn", detector_size: int = 416) -> FERModel:
     """Load a ferkit checkpoint (``.safetensors`` or run folder), a ``ferkit export`` ``.onnx`` file, a
     built-in model by name (``"fer-minixception"``, the default when ``path`` is None), a model spec
     file, or an external model file with its ``spec`` (see ``ferkit.external``).
@@ -52,7 +53,8 @@ def load_model(path: str | Path | None = None, device: str = "auto", engine: str
     faster of the two on CPUs for ferkit's models). ``engine="onnx"`` with a ``.safetensors`` checkpoint exports
     it to a temporary ONNX file first. precision: "fp32" (the default: the reference numbers), "bf16" (torch
     autocast; changes numbers) or "auto" (opt-in, as ``train --precision auto``: bf16 on GPUs and on CPUs
-    where bf16 is faster, AMX or Arm BF16; fp32 elsewhere).
+    where bf16 is faster, AMX or Arm BF16; fp32 elsewhere). detector: "mtcnn" (the default) or "tiny" (face-api's
+    tiny detector at ``detector_size``, after ``ferkit install face-api``; ``ferkit.data.detectors``).
     """
     from ferkit.external.builtin import DEFAULT_MODEL
 
@@ -81,7 +83,8 @@ def load_model(path: str | Path | None = None, device: str = "auto", engine: str
         from ferkit.external.loader import load_method
 
         eng = TorchEngine(load_method(path, device=device, spec=spec), precision=precision)
-    return FERModel(eng, source=str(path), device=device, min_face_size=min_face_size)
+    return FERModel(eng, source=str(path), device=device, min_face_size=min_face_size, detector=detector,
+                    detector_size=detector_size)
 
 
 def model_from_method(method, precision: str = "fp32", device: str = "auto") -> FERModel:
@@ -102,7 +105,17 @@ class FERModel:
     """A loaded model: ``predict(inputs)`` returns one row (dict) per face; see ``ferkit.inference.rows``."""
 
     def __init__(self, engine: TorchEngine | OnnxEngine, source: str = "", device: str = "auto",
-                 min_face_size: int | str = 20):
+                 min_face_size: int | str = 20, detector: str = "mtcnn", detector_size: int = 416):
+        from ferkit.data.detectors import DETECTORS
+
+        if detector not in DETECTORS:
+            raise FerkitError(f"Unknown face detector '{detector}'; use one of {', '.join(DETECTORS)}.")
+        if detector == "tiny":                     # refused now, not at the first photo
+            from ferkit.data.faceapi_weights import faceapi_weights_dir
+
+            faceapi_weights_dir()
+            if detector_size < 32 or detector_size % 32:
+                raise FerkitError(f"--detector-size must be a multiple of 32 (e.g. 416, 320, 224), not {detector_size}.")
         self.engine = engine
         self.meta: dict = engine.meta
         self.source = source
@@ -115,6 +128,7 @@ class FERModel:
         self.uncertainty_kind = engine.uncertainty_kind
         self._device = device
         self._min_face = min_face_size
+        self._detector_kind, self._detector_size = detector, int(detector_size)
         self._detector = None
         self.prefetch = True        # decode and detect the next photos in a worker while the model runs
 
@@ -132,12 +146,15 @@ class FERModel:
                 "describe": self.meta.get("describe", {})}
 
     def _alignment_note(self) -> str:
+        from ferkit.data.detectors import detector_label
+
         pre = self.preprocessing
+        det = detector_label(self._detector_kind)
         if pre.align in BOX_CROPS:
-            return (f"photos: MTCNN detection, the {'squared ' if pre.align == 'square_box' else ''}face box "
+            return (f"photos: {det} detection, the {'squared ' if pre.align == 'square_box' else ''}face box "
                     f"widened by {pre.box_margin:g} of its side, resized to {pre.size} px ({pre.resize}); "
                     "--aligned crops are only resized")
-        note = (f"photos: MTCNN detection, 5-point similarity alignment to the '{pre.template}' template at "
+        note = (f"photos: {det} detection, 5-point similarity alignment to the '{pre.template}' template at "
                 f"{pre.size} px; --aligned crops are only resized")
         if pre.align == "none":
             note += " (the model was trained on pre-aligned images; photos are aligned to its template)"
@@ -146,11 +163,11 @@ class FERModel:
     @property
     def detector(self):
         if self._detector is None:
-            from ferkit.data.faces import FaceDetector
+            from ferkit.data.detectors import make_detector
             from ferkit.engine.devices import resolve_device
 
-            self._detector = FaceDetector(device=str(resolve_device(self._device)),
-                                          min_face_size=self._min_face)
+            self._detector = make_detector(self._detector_kind, device=str(resolve_device(self._device)),
+                                           min_face_size=self._min_face, input_size=self._detector_size)
         return self._detector
 
     # --- the forward pass on crops -------------------------------------------------------------------

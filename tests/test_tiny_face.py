@@ -1,0 +1,169 @@
+"""face-api's tiny face detector and tiny landmark net (``ferkit.data.tiny_face``) find the faces face-api itself
+finds: boxes, scores and 68 landmarks against face-api run in Node on the same real photos
+(``fixtures/faceapi/reference.json``, written by ``make_reference.py``); its weights install from a checked
+tarball, and every refusal is one sentence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from ferkit.errors import FerkitError
+
+REFERENCE = Path(__file__).parent / "fixtures" / "faceapi" / "reference.json"
+
+
+def feat_photos() -> dict[str, Path]:
+    import importlib.util
+
+    spec = importlib.util.find_spec("feat")                      # its data, not its imports
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    data = Path(next(iter(spec.submodule_search_locations))) / "tests" / "data"
+    names = ("multi_face.jpg", "single_face.jpg", "0-f1-su-ph.jpg", "45-m7-di-ph.jpg")
+    return {Path(n).stem: data / n for n in names if (data / n).is_file()}
+
+
+def reference_photos() -> dict[str, np.ndarray]:
+    """The reference's photos, decoded as ferkit decodes them: sizes square, wide, tall and odd; none, one and
+    five faces."""
+    from ferkit.data.io import read_image
+
+    astro = skdata.astronaut()
+    photos = {"astronaut": astro, "coffee": skdata.coffee(),
+              "astronaut_crop": np.ascontiguousarray(astro[15:392, 101:448]),
+              "astronaut_645x483": cv2.resize(astro, (645, 483), interpolation=cv2.INTER_AREA),
+              "astronaut_203x259": cv2.resize(astro, (203, 259), interpolation=cv2.INTER_AREA)}
+    photos.update({k: read_image(v) for k, v in feat_photos().items()})
+    return photos
+
+
+@pytest.fixture(scope="module")
+def weights_dir():
+    from ferkit.data.faceapi_weights import installed
+
+    d = installed()
+    if d is None:
+        pytest.skip("face-api's model files are not installed (ferkit install face-api; make test does it)")
+    return d
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return json.loads(REFERENCE.read_text())
+
+
+@pytest.mark.parametrize("size", [416, 224])
+def test_boxes_scores_and_landmarks_match_face_api_itself(weights_dir, reference, size):
+    from ferkit.data.tiny_face import TinyFaceDetector
+
+    ref = reference["sizes"][str(size)]
+    photos = {k: v for k, v in reference_photos().items() if k in ref}
+    assert {"astronaut", "coffee", "astronaut_203x259"} <= set(photos)
+    det = TinyFaceDetector(input_size=size)
+    names = list(photos)
+    found = det.detect_boxes([photos[n] for n in names])        # all sizes through the network together
+    for name, (boxes, scores) in zip(names, found, strict=True):
+        want = ref[name]
+        assert len(boxes) == len(want["boxes"]), name
+        if len(boxes):
+            assert np.abs(boxes - np.array(want["boxes"])).max() <= 0.01, name
+            assert np.abs(scores - np.array(want["scores"])).max() <= 1e-4, name
+            lm = det.detect_landmarks(photos[name], boxes)
+            assert np.abs(lm - np.array(want["landmarks"])).max() <= 0.01, name
+    if size == 416:                                              # the known answers
+        counts = {n: len(b) for n, (b, _) in zip(names, found, strict=True)}
+        assert counts["astronaut"] == 1 and counts["coffee"] == 0
+        if "multi_face" in counts:
+            assert counts["multi_face"] == 5
+
+
+def test_faces_carry_five_points_from_the_68_inside_their_box(weights_dir):
+    from ferkit.data.tiny_face import TinyFaceDetector
+
+    (face,) = TinyFaceDetector().detect(skdata.astronaut())
+    x1, y1, x2, y2 = face.box
+    lm = face.landmarks
+    assert lm.shape == (5, 2)
+    assert ((lm[:, 0] > x1) & (lm[:, 0] < x2) & (lm[:, 1] > y1) & (lm[:, 1] < y2)).all()
+    assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0]           # image-left eye and mouth corner first
+    assert lm[0, 1] < lm[2, 1] < lm[3, 1]                        # eyes above the nose above the mouth
+
+
+def test_tfjs_weights_are_dequantised_as_tfjs_does(tmp_path):
+    from ferkit.data.tiny_face import read_tfjs_weights
+
+    manifest = [{"paths": ["w.bin"], "weights": [
+        {"name": "a", "shape": [2, 2], "dtype": "float32", "quantization": {"dtype": "uint8", "scale": 0.5, "min": -1.0}},
+        {"name": "b", "shape": [3], "dtype": "float32"}]}]
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    (tmp_path / "w.bin").write_bytes(bytes([0, 1, 2, 255]) + np.array([1.5, -2.0, 3.25], np.float32).tobytes())
+    w = read_tfjs_weights(tmp_path / "m.json", tmp_path / "w.bin")
+    assert w["a"].tolist() == [[-1.0, -0.5], [0.0, 126.5]]
+    assert w["b"].tolist() == [1.5, -2.0, 3.25]
+    (tmp_path / "w.bin").write_bytes(bytes([0, 1, 2, 255]))     # shorter than described
+    with pytest.raises(FerkitError, match="hold 4 bytes where .* describes 16"):
+        read_tfjs_weights(tmp_path / "m.json", tmp_path / "w.bin")
+
+
+def test_tf_resize_matches_the_legacy_formula_and_face_apis_padding():
+    from ferkit.data.tiny_face import tf_resize_square
+
+    x = np.arange(12, dtype=np.uint8).reshape(3, 4, 1).repeat(3, 2)
+    # padded to 4x4 below (a zero row), then src = dst * (4 / 2): rows 0 and 2, cols 0 and 2
+    assert tf_resize_square(x, 2, centre=False)[..., 0].tolist() == [[0.0, 2.0], [8.0, 10.0]]
+    # centred, one row of padding: Math.round(0.5) = 1 puts it after the photo, so the same
+    assert tf_resize_square(x, 2, centre=True)[..., 0].tolist() == [[0.0, 2.0], [8.0, 10.0]]
+    x5 = np.arange(10, dtype=np.uint8).reshape(2, 5, 1).repeat(3, 2)   # 5 wide, 2 tall: 3 rows of padding,
+    y = tf_resize_square(x5, 5, centre=True)[..., 0]                 # 1 before the photo, 2 after
+    assert y[0].tolist() == [0.0] * 5 and y[1].tolist() == [0, 1, 2, 3, 4] and y[3:].tolist() == [[0.0] * 5] * 2
+    # upsampling interpolates: 2 -> 4 samples the source at 0, 0.5, 1, 1.5 (the last clamped to 1)
+    y = tf_resize_square(np.array([[0, 8], [16, 24]], np.uint8)[..., None].repeat(3, 2), 4, centre=False)
+    assert y[0, :, 0].tolist() == [0.0, 4.0, 8.0, 8.0]
+
+
+def test_install_checks_the_tarball_and_refuses_in_one_sentence(tmp_path, monkeypatch):
+    from ferkit.data import faceapi_weights as fw
+
+    monkeypatch.setenv("FERKIT_HOME", str(tmp_path / "home"))
+    bad = tmp_path / "face-api.tgz"
+    bad.write_bytes(b"not a tarball")
+    with pytest.raises(FerkitError, match=r"has sha256 [0-9a-f]{64}, not that of @vladmandic/face-api@1.7.15"):
+        fw.install(bad, log=lambda s: None)
+    with pytest.raises(FerkitError, match="is not a file"):
+        fw.install(tmp_path / "missing.tgz", log=lambda s: None)
+    assert fw.installed() is None
+    with pytest.raises(FerkitError, match="run `ferkit install face-api`"):
+        fw.faceapi_weights_dir()
+
+
+def test_bad_detector_settings_are_refused(weights_dir):
+    from ferkit.data.tiny_face import TinyFaceDetector
+
+    with pytest.raises(FerkitError, match="multiple of 32"):
+        TinyFaceDetector(input_size=400)
+    with pytest.raises(FerkitError, match=r"score threshold must lie in \(0, 1\)"):
+        TinyFaceDetector(score_threshold=1.5)
+
+
+def test_cli_predict_with_the_tiny_detector_and_without_its_weights(weights_dir, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from ferkit.cli import main
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    assert main(["predict", str(photo), "--detector", "tiny", "--out", str(tmp_path / "rows.csv")]) == 0
+    rows = (tmp_path / "rows.csv").read_text().splitlines()
+    assert len(rows) == 2 and ",happy," in rows[1]                # one face, the built-in model calls it happy
+    monkeypatch.setenv("FERKIT_HOME", str(tmp_path / "empty"))
+    capsys.readouterr()
+    assert main(["predict", str(photo), "--detector", "tiny"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("ferkit: error: The tiny face detector needs face-api's model files")
+    assert "run `ferkit install face-api`" in err and err.count(". ") <= 1
