@@ -175,6 +175,29 @@ def test_rerun_keeps_finished_runs(study, capsys):
     assert (out / "summary.json").read_text() == before
 
 
+def test_keep_checkpoints_selected_leaves_the_evaluated_weights_and_the_same_summary(study, tmp_path, capsys):
+    """Pruning a copy of the study: each finished run keeps only the weights it was evaluated with, and the
+    summary, a rerun and `ferkit evaluate` of the kept checkpoint are unchanged."""
+    import shutil
+
+    tmp, paths, out = study
+    copy = tmp_path / "study_copy"
+    shutil.copytree(out, copy)
+    before = json.loads((copy / "summary.json").read_text())
+    ckpt = copy / "A" / "seed0" / "checkpoints"
+    assert {"best.safetensors", "last.safetensors", "last.safetensors.state.pt"} <= {f.name for f in ckpt.iterdir()}
+    assert _compare(paths, copy, extra=("--keep-checkpoints", "selected")) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("finished earlier, kept (pruned ") == 6 and "training into" not in printed
+    for name in "AB":
+        for seed in range(3):
+            assert [f.name for f in (copy / name / f"seed{seed}" / "checkpoints").iterdir()] == ["best.safetensors"]
+    assert _without_times(json.loads((copy / "summary.json").read_text())) == _without_times(before)
+    assert main(["evaluate", str(ckpt / "best.safetensors"), "--out", str(tmp_path / "ev")]) == 0
+    assert _compare(paths, copy, extra=("--keep-checkpoints", "selected")) == 0     # nothing left to prune
+    assert "(pruned " not in capsys.readouterr().out
+
+
 def _kill_when_a_run_is_half_done(proc: subprocess.Popen, out: Path, timeout: float = 240) -> Path:
     """SIGKILL the coordinator ``proc`` once some run has a checkpoint but no result yet; returns that run."""
     t0 = time.time()

@@ -23,7 +23,8 @@ kept) and ``baseline_budget_52`` (the baseline at that budget in optimiser steps
 Runs go seed-major over the levels in rounds (2, 4, then --seeds), so a sweep stopped early still has paired
 seeds at every level; rerunning the same command keeps finished runs and resumes a half-written one (``ferkit
 compare``). Each level's study.json, runs.csv and summary.json land in OUT/c<level>/; every config records
-``data.synth_confounding``. The pretrained start is made once at OUT/resnet18_faceid.pth (kept out of git: a
+``data.synth_confounding``. A finished run keeps only the weights it was evaluated with (``--keep-checkpoints
+selected``: 160 runs would otherwise take about 80 GB). The pretrained start is made once at OUT/resnet18_faceid.pth (kept out of git: a
 fresh clone remakes it, bit-identically, before it trains anything).
 """
 
@@ -112,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 path = study / "configs" / f"{name}.yaml"
                 path.write_text(yaml.safe_dump(cfg, sort_keys=False))
                 pairs.append(f"{name}={rel(path)}")
-            cmd = [*FERKIT, "compare", *pairs, "--seeds", str(seeds), "--out", rel(study),
-                   *(a for pair in contrasts(c) for a in ("--contrast", pair))]
+            cmd = [*FERKIT, "compare", *pairs, "--seeds", str(seeds), "--out", rel(study), "--keep-checkpoints",
+                   "selected", *(a for pair in contrasts(c) for a in ("--contrast", pair))]
             print("$ ferkit " + " ".join(cmd[3:]), flush=True)
             if args.dry_run:
                 continue

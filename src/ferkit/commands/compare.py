@@ -58,6 +58,10 @@ def register(sub) -> argparse.ArgumentParser:
                    help="train every run with deterministic kernels (the same as --set train.deterministic=true)")
     p.add_argument("--summary-only", action="store_true",
                    help="write the summary of the runs finished so far, training nothing")
+    p.add_argument("--keep-checkpoints", choices=("all", "selected"), default=None,
+                   help="all (default): every run keeps its checkpoints; selected: a finished run keeps only the "
+                        "weights it was evaluated with (its resume state and the unselected checkpoint are deleted, "
+                        "earlier runs' too; about half of a DICE-FER run's disk)")
     p.add_argument("--folds", metavar="all|K,...",
                    help="folds as an axis of the study: all (0..data.num_folds-1) or a list such as 0,3,7")
     x = p.add_argument_group("executors (defaults: the --study-file's keys, else local, 1 job, 1 retry)")
@@ -151,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         study.open()
         summary = write_summary(study)
     else:
-        summary = run_study(study, executor, retries=retries)
+        summary = run_study(study, executor, retries=retries,
+                            keep_checkpoints=args.keep_checkpoints or options.get("keep_checkpoints", "all"))
     print_summary(summary)
     print(f"summary: {Path(args.out) / 'summary.md'}")
     return 0

@@ -14,9 +14,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ferkit.errors import ConfigError
 from ferkit.study.files import read_json, write_json
 from ferkit.study.runner import RunKey, Study
 from ferkit.study.summary import write_summary
+
+#: ``ferkit compare --keep-checkpoints``: every checkpoint file, or a finished run's selected weights only
+KEEP_CHECKPOINTS = ("all", "selected")
 
 
 def _next_attempt(study: Study, key: RunKey) -> int:
@@ -28,8 +32,13 @@ def _next_attempt(study: Study, key: RunKey) -> int:
     return n
 
 
-def run_study(study: Study, executor, retries: int = 1, log: Callable[[str], None] = print) -> dict:
-    """Every unfinished run of ``study`` through ``executor`` (see the module docstring); returns the summary."""
+def run_study(study: Study, executor, retries: int = 1, log: Callable[[str], None] = print,
+              keep_checkpoints: str = "all") -> dict:
+    """Every unfinished run of ``study`` through ``executor`` (see the module docstring); returns the summary.
+    ``keep_checkpoints="selected"`` prunes each finished run, earlier ones included (``Study.prune``)."""
+    if keep_checkpoints not in KEEP_CHECKPOINTS:
+        raise ConfigError(f"--keep-checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, not {keep_checkpoints!r}.")
+    prune = keep_checkpoints == "selected"
     study.open()
     keys = study.keys()
     total = len(keys)
@@ -41,7 +50,8 @@ def run_study(study: Study, executor, retries: int = 1, log: Callable[[str], Non
     todo, running = [], {}
     for k in keys:
         if study.result(*k) is not None:
-            log(f"{tag(k)}: finished earlier, kept")
+            freed = study.prune(*k) if prune else 0
+            log(f"{tag(k)}: finished earlier, kept" + (f" (pruned {freed / 2**20:.0f} MiB of checkpoints)" if freed else ""))
         elif (run := executor.attach(study, k)) is not None:
             running[k] = run
             log(f"{tag(k)}: still running from an earlier start, re-attached")
@@ -68,6 +78,8 @@ def run_study(study: Study, executor, retries: int = 1, log: Callable[[str], Non
                     acc = r["metrics"].get("accuracy")
                     log(f"{tag(k)}: accuracy {acc:.4f} ({r['selected_on']} weights) in {_clock(r['seconds'])}; "
                         f"study {_clock(time.time() - t_study)} so far")
+                    if prune:
+                        study.prune(*k)
                     write_summary(study)
                     continue
                 where, lines = executor.log_tail(run)

@@ -1,7 +1,7 @@
 """How a study runs, from ``ferkit compare``'s flags and an optional study file (YAML).
 
-A study file holds any of ``executor``, ``jobs``, ``threads_per_run``, ``retries``, ``folds`` and a ``slurm:``
-section with the keys of :class:`ferkit.study.slurm.SlurmParams`::
+A study file holds any of ``executor``, ``jobs``, ``threads_per_run``, ``retries``, ``folds``, ``keep_checkpoints``
+and a ``slurm:`` section with the keys of :class:`ferkit.study.slurm.SlurmParams`::
 
     executor: slurm
     retries: 2
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ferkit.errors import ConfigError
 
-_FILE_KEYS = ("executor", "jobs", "threads_per_run", "retries", "folds", "slurm")
+_FILE_KEYS = ("executor", "jobs", "threads_per_run", "retries", "folds", "keep_checkpoints", "slurm")
 
 
 def study_file(path: str | None) -> dict:

@@ -192,6 +192,23 @@ class Study:
         r = read_json(self.run_dir(name, seed, fold) / "result.json")
         return r if r is not None and r.get("fingerprint") == self.fingerprints.get(name) else None
 
+    def prune(self, name: str, seed: int, fold: int | None = None) -> int:
+        """For a finished run (its ``result.json`` recorded): delete what only resuming or another selection
+        would read, the resume state (``checkpoints/*.state.pt``, ``*.commit``, staged files) and the checkpoint
+        that was not selected (``last.safetensors`` beside a selected ``best.safetensors``). The selected
+        weights, logs, metrics and evaluation stay. Returns the bytes freed; nothing for an unfinished run."""
+        r = self.result(name, seed, fold)
+        if r is None:
+            return 0
+        ckpt = self.run_dir(name, seed, fold) / "checkpoints"
+        keep = ckpt / Path(r["checkpoint"]).name
+        freed = 0
+        for f in sorted(ckpt.glob("*")) if ckpt.is_dir() else []:
+            if f.is_file() and f != keep:
+                freed += f.stat().st_size
+                f.unlink()
+        return freed
+
     # --- one run -----------------------------------------------------------------------------------
     def run_one(self, name: str, seed: int, fold: int | None = None, progress: bool = False) -> dict:
         """Train (or resume) and evaluate one run; returns and records its result."""
