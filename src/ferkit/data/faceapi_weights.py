@@ -10,7 +10,6 @@ detection with ``--detector tiny`` only reads the installed files.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from ferkit.data.io import file_sha256
 from ferkit.errors import FerkitError
 
 PACKAGE = "@vladmandic/face-api"
@@ -56,14 +56,6 @@ def faceapi_weights_dir() -> Path:
                           f"{install_dir()}; run `{INSTALL_REMEDY}` (once; it fetches {PACKAGE}@{VERSION} from the "
                           "npm registry), or use --detector mtcnn.")
     return d
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fetch(tmp: Path, log) -> Path:
@@ -106,7 +98,7 @@ def install(source: str | Path | None = None, log=print, force: bool = False) ->
                                   f"{PACKAGE}@{VERSION}` writes it).")
         else:
             tgz = _fetch(tmp, log)
-        got = sha256(tgz)
+        got = file_sha256(tgz)
         if got != TARBALL_SHA256:
             raise FerkitError(f"{tgz.name} has sha256 {got}, not that of {PACKAGE}@{VERSION} ({TARBALL_SHA256}); "
                               "nothing was installed.")

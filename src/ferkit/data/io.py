@@ -99,3 +99,13 @@ def _high_depth_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
         a = a * 255.0
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -19,12 +19,12 @@ or, for ONNX models, which have no torch form here, the ONNX file copied beside 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import torch
 
+from ferkit.data.io import file_sha256
 from ferkit.errors import CheckpointError
 from ferkit.external.builtin import BUILTIN_MODELS, builtin_weights, get_builtin, looks_like_name
 from ferkit.external.method import ExternalMethod, run_once
@@ -122,7 +122,7 @@ def method_from_checkpoint(ckpt, device: torch.device) -> ExternalMethod:
         if not ext.get("onnx_file") or not side.is_file():
             raise CheckpointError(f"Checkpoint {ckpt.path} runs the ONNX file {side.name} beside it, which is "
                                   "missing; copy both files together or import the model again.")
-        if ext.get("onnx_sha256") and _sha256(side) != ext["onnx_sha256"]:
+        if ext.get("onnx_sha256") and file_sha256(side) != ext["onnx_sha256"]:
             raise CheckpointError(f"{side} is not the ONNX file {ckpt.path.name} was imported with (SHA-256 "
                                   "differs); import the model again.")
         net = build_net(spec, side, device)
@@ -141,14 +141,6 @@ def method_from_checkpoint(ckpt, device: torch.device) -> ExternalMethod:
     method = ExternalMethod(spec, net, device, provenance={"imported from": ext.get("imported_from", "?")})
     method.checkpoint_meta = ckpt.meta
     return method
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def import_model(model: str | Path, spec: str | Path | None, out: str | Path) -> dict:
@@ -177,7 +169,7 @@ def import_model(model: str | Path, spec: str | Path | None, out: str | Path) ->
         onnx_file = out.name[: -len(".safetensors")] + ONNX_SIDE_SUFFIX
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(method.onnx_net.path, out.with_name(onnx_file))
-        meta["external"].update(onnx_file=onnx_file, onnx_sha256=_sha256(out.with_name(onnx_file)))
+        meta["external"].update(onnx_file=onnx_file, onnx_sha256=file_sha256(out.with_name(onnx_file)))
     save_checkpoint(out, method.networks(), meta)
     return {"path": str(out), "format": method.spec.format, "classes": list(method.label_space.classes),
             "onnx_file": onnx_file, "probs": probs}
