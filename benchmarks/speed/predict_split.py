@@ -98,7 +98,7 @@ def stage_split(model, paths: list[Path], video: Path | None, batch: int, repeat
         for flag in (True, False):
             model.prefetch = flag
             runs["prefetch" if flag else "no_prefetch"].append(_timed(lambda: model.predict(src, batch_size=batch), 1)[0])
-    model.prefetch = True
+    model.prefetch = None
     ends = {k: statistics.median(v) for k, v in runs.items()}
     cpu_total = sum(CPU.values())
     total = t_dec + t_det + t_ali + t_mod

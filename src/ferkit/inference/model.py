@@ -130,7 +130,9 @@ class FERModel:
         self._min_face = min_face_size
         self._detector_kind, self._detector_size = detector, int(detector_size)
         self._detector = None
-        self.prefetch = True        # decode and detect the next photos in a worker while the model runs
+        #: decode and detect the next photos in a worker while the model runs: True, False, or None (auto: only
+        #: where the worker has cores of its own, see ``use_prefetch``)
+        self.prefetch: bool | None = None
 
     # --- description --------------------------------------------------------------------------------
     def info(self) -> dict:
@@ -226,15 +228,15 @@ class FERModel:
     def iter_predict(self, inputs: Any, aligned: bool = False, abstain_above: float | None = None,
                      batch_size: int = 32, every: int = 1, smooth: float = 0.0,
                      people: str | None = None) -> Iterator[dict]:
-        """``predict`` as a stream: rows come out in input order as each batch of faces is classified. With
-        ``self.prefetch`` (the default) the next photos are decoded and detected in a worker thread while the
-        model runs on the faces of the previous ones."""
+        """``predict`` as a stream: rows come out in input order as each batch of faces is classified. Where
+        ``use_prefetch()`` says so, the next photos are decoded and detected in a worker thread while the model
+        runs on the faces of the previous ones."""
         if batch_size < 1 or every < 1:
             raise FerkitError("--batch-size and --every must be at least 1.")
         embedder = self._identity_embedder(people) if people else None
         pending = PendingFaces(self, batch_size, abstain_above)
         steps = self._detected(inputs, aligned, batch_size)
-        for kind, name, entries in (prefetch(steps) if self.prefetch else steps):
+        for kind, name, entries in (prefetch(steps) if self.use_prefetch() else steps):
             if kind == "video":
                 yield from pending.flush()
                 yield from predict_video(self, entries, name, aligned=aligned, abstain_above=abstain_above,
@@ -245,6 +247,24 @@ class FERModel:
                 if pending.full():
                     yield from pending.flush()
         yield from pending.flush()
+
+    def use_prefetch(self) -> bool:
+        """Whether the decode-and-detect worker runs: ``self.prefetch`` when set, else only where it has cores
+        of its own: the model on a GPU, or more CPU cores than torch's threads use. Where torch's threads fill
+        every core, the worker's detection and the model's pass contend for them, and predict was slower with
+        it than without, 1.0-1.7x on photos and even on video (2-core EPYC, 4 detectors, 2 models, interleaved:
+        ``benchmarks/results/speed/detectors.json``)."""
+        if self.prefetch is not None:
+            return bool(self.prefetch)
+        import os
+
+        import torch
+
+        from ferkit.engine.devices import resolve_device
+
+        if resolve_device(self._device).type == "cuda":
+            return True
+        return (os.cpu_count() or 1) >= torch.get_num_threads() + 2
 
     def _detected(self, inputs: Any, aligned: bool, batch_size: int) -> Iterator[tuple[str, str, Any]]:
         """("photos", "", [(row, crop or None)]) per group of up to ``batch_size`` decoded, detected and aligned
