@@ -252,8 +252,8 @@ class FERModel:
         """Whether the decode-and-detect worker runs: ``self.prefetch`` when set, else only where it has cores
         of its own: the model on a GPU, or more CPU cores than torch's threads use. Where torch's threads fill
         every core, the worker's detection and the model's pass contend for them, and predict was slower with
-        it than without, 1.0-1.7x on photos and even on video (2-core EPYC, 4 detectors, 2 models, interleaved:
-        ``benchmarks/results/speed/detectors.json``)."""
+        it than without: 1.15-1.6x on photos for 4 detectors and 2 models, within a few percent either way on
+        video (2-core EPYC, interleaved: ``benchmarks/results/speed/detectors.json``)."""
         if self.prefetch is not None:
             return bool(self.prefetch)
         import os
