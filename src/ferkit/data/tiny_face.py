@@ -154,6 +154,8 @@ class TinyLandmarkNet:
         import torch.nn.functional as F
 
         dw, pw, b = p
+        if stride == 1:                                             # 'same' at stride 1 is 1 on every side
+            return F.conv2d(F.conv2d(x, dw, padding=1, groups=dw.shape[0]), pw, b)
         return F.conv2d(F.conv2d(_same_pad(x, 3, stride), dw, stride=stride, groups=dw.shape[0]), pw, b)
 
     def __call__(self, x):
