@@ -161,8 +161,13 @@ def test_cli_predict_with_the_tiny_detector_and_without_its_weights(weights_dir,
     assert main(["predict", str(photo), "--detector", "tiny", "--out", str(tmp_path / "rows.csv")]) == 0
     rows = (tmp_path / "rows.csv").read_text().splitlines()
     assert len(rows) == 2 and ",happy," in rows[1]                # one face, the built-in model calls it happy
+    assert main(["align", str(photo), "--out", str(tmp_path / "al"), "--detector", "tiny", "--size", "64"]) == 0
+    faces = (tmp_path / "al" / "faces.csv").read_text().splitlines()
+    assert len(faces) == 2 and (tmp_path / "al" / "astronaut.png").is_file()
     monkeypatch.setenv("FERKIT_HOME", str(tmp_path / "empty"))
     capsys.readouterr()
+    assert main(["align", str(photo), "--out", str(tmp_path / "al2"), "--detector", "tiny"]) == 2
+    assert "ferkit install face-api" in capsys.readouterr().err
     assert main(["predict", str(photo), "--detector", "tiny"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("ferkit: error: The tiny face detector needs face-api's model files")
