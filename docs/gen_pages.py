@@ -245,9 +245,10 @@ def sweep_section(folder: Path) -> list[str]:
         if not extra:
             continue
         pairs = [p for p in s["paired"]["accuracy"] if any(p.startswith(a + "-") for a in extra)]
+        runs = min(s["metrics"]["accuracy"][a]["n"] for a in extra)
         lines += ["", f"At confounding {c:g}, the extra arms {', '.join(f'`{a}`' for a in extra)} "
-                  f"({len(s['seeds'])} paired seeds; accuracy and subject probe at 64-D, mean ± std; paired "
-                  "accuracy differences):", "",
+                  f"({runs} seed{'s' if runs != 1 else ''} so far; accuracy and subject probe at 64-D, mean ± std; "
+                  "paired accuracy differences):", "",
                   "| arm (runs) | accuracy | subject probe at 64-D | training seconds |", "|---|---|---|---|"]
         for a in [*arms, *extra]:
             m = {k: s["metrics"][k][a] for k in ("accuracy", "identity_probe_matched", "train_seconds")}

@@ -194,6 +194,8 @@ def test_keep_checkpoints_selected_leaves_the_evaluated_weights_and_the_same_sum
             assert [f.name for f in (copy / name / f"seed{seed}" / "checkpoints").iterdir()] == ["best.safetensors"]
     assert _without_times(json.loads((copy / "summary.json").read_text())) == _without_times(before)
     assert main(["evaluate", str(ckpt / "best.safetensors"), "--out", str(tmp_path / "ev")]) == 0
+    from ferkit.engine.checkpoint import read_checkpoint  # the run folder reads as its kept weights
+    assert read_checkpoint(copy / "A" / "seed0").meta == read_checkpoint(ckpt / "best.safetensors").meta
     assert _compare(paths, copy, extra=("--keep-checkpoints", "selected")) == 0     # nothing left to prune
     assert "(pruned " not in capsys.readouterr().out
 

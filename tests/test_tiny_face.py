@@ -172,3 +172,69 @@ def test_cli_predict_with_the_tiny_detector_and_without_its_weights(weights_dir,
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("ferkit: error: The tiny face detector needs face-api's model files")
     assert "run `ferkit install face-api`" in err and err.count(". ") <= 1
+
+
+def test_a_face_cut_by_the_left_edge_keeps_its_landmarks_on_the_face(weights_dir):
+    """face-api shifts the points by the unclipped box (off the photo here); ferkit by where the crop began."""
+    from ferkit.data.tiny_face import TinyFaceDetector
+
+    det = TinyFaceDetector()
+    astro = skdata.astronaut()
+    (whole,) = det.detect(astro)
+    (cut,) = det.detect(np.ascontiguousarray(astro[:, 200:]))    # the face's left part is cut off
+    assert cut.box[0] < 0                                        # the box reaches past the edge
+    assert (cut.landmarks[:, 0] >= 0).all()
+    # the right eye and mouth corner, well inside the cut photo, land where they are in the whole photo
+    assert np.abs(cut.landmarks[[1, 4]] + [200, 0] - whole.landmarks[[1, 4]]).max() < 6
+
+
+def test_decoding_rounds_the_reshaped_side_as_javascript_does():
+    """640 x 425 at 320 px: 212.5 rows, Math.round -> 213 (Python's round gives 212)."""
+    from ferkit.data.tiny_face import decode
+
+    out = np.zeros((25, 10, 10), np.float32)
+    out[4] = -20.0                                               # every anchor's score off but one
+    out[4, 5, 5] = 20.0                                          # anchor 0, row 5, column 5; offsets 0
+    (box,), _ = decode(out, 640, 425, 320, 0.5)
+    cy = (5 + 0.5) / 10 * (320 / 213) * 425
+    assert abs((box[1] + box[3]) / 2 - cy) < 1e-6
+
+
+def test_empty_photos_have_no_face_and_boxes_off_the_photo_are_refused(weights_dir):
+    from ferkit.data.tiny_face import TinyFaceDetector
+
+    det = TinyFaceDetector()
+    empty = np.zeros((0, 40, 3), np.uint8)
+    assert [len(f) for f in det.detect_batch([empty, skdata.astronaut()])] == [0, 1]
+    with pytest.raises(FerkitError, match=r"must overlap the 512x512 photo by at least 1 px"):
+        det.detect_landmarks(skdata.astronaut(), np.array([[600.0, 10, 650, 60]]))
+
+
+def test_install_from_a_tarball_and_a_damaged_install_is_not_installed(tmp_path, monkeypatch):
+    """The install path end to end on a stand-in tarball (its hashes patched in): files land, a truncated one
+    makes the folder 'damaged' (the error says so, and `ferkit install face-api` fetches it again)."""
+    import hashlib
+    import io
+    import tarfile
+
+    from ferkit.data import faceapi_weights as fw
+
+    monkeypatch.setenv("FERKIT_HOME", str(tmp_path / "home"))
+    files = {name: f"content of {name}".encode() for name in fw.KEEP}
+    tgz = tmp_path / "face-api.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    monkeypatch.setattr(fw, "KEEP", {n: hashlib.sha256(d).hexdigest() for n, d in files.items()})
+    monkeypatch.setattr(fw, "TARBALL_SHA256", hashlib.sha256(tgz.read_bytes()).hexdigest())
+    target = fw.install(tgz, log=lambda s: None)
+    assert fw.installed() == target and sorted(p.name for p in target.iterdir()) == sorted(
+        Path(n).name for n in files)
+    assert [p.name for p in target.parent.iterdir()] == [target.name]          # no staging folder left behind
+    (target / "tiny_face_detector_model.bin").write_bytes(b"trunc")
+    assert fw.installed() is None
+    with pytest.raises(FerkitError, match="which are damaged in .*run `ferkit install face-api`"):
+        fw.faceapi_weights_dir()
+    assert fw.install(tgz, log=lambda s: None) == target and fw.installed() == target   # repaired

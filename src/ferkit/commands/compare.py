@@ -61,7 +61,8 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", choices=("all", "selected"), default=None,
                    help="all (default): every run keeps its checkpoints; selected: a finished run keeps only the "
                         "weights it was evaluated with (its resume state and the unselected checkpoint are deleted, "
-                        "earlier runs' too; about half of a DICE-FER run's disk)")
+                        "earlier runs' too; a DICE-FER run keeps about a quarter of its disk; its folder then reads as "
+                        "its selected weights)")
     p.add_argument("--folds", metavar="all|K,...",
                    help="folds as an axis of the study: all (0..data.num_folds-1) or a list such as 0,3,7")
     x = p.add_argument_group("executors (defaults: the --study-file's keys, else local, 1 job, 1 retry)")

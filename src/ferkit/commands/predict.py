@@ -68,7 +68,7 @@ def register(sub) -> argparse.ArgumentParser:
                         "faces are missed and boxes move by a few px)")
     p.add_argument("--detector", default="mtcnn", choices=("mtcnn", "tiny"),
                    help="face detector: mtcnn (default) or tiny, face-api's tiny detector with 68-point landmarks "
-                        "(many times faster on photos; finds fewer small and turned faces: docs/detection.md; "
+                        "(2-3x faster on 512-px photos, 7-9x on 1080p video; finds fewer faces: docs/detection.md; "
                         "install its weights once with `ferkit install face-api`)")
     p.add_argument("--detector-size", type=int, default=416, metavar="PX",
                    help="--detector tiny: its square input side, a multiple of 32 (default 416; 224 is faster and "

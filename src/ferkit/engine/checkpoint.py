@@ -141,11 +141,22 @@ def _header_problem(header: dict) -> str | None:
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
-    """Read weights and metadata; raises CheckpointError for a missing, truncated or non-ferkit file."""
+    """Read weights and metadata; raises CheckpointError for a missing, truncated or non-ferkit file. A run
+    folder reads as its last checkpoint, or its best where only that is left (a pruned study run)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = commit.committed_weights(resolve_checkpoint_path(path))
+    try:
+        resolved = resolve_checkpoint_path(path)
+    except CheckpointError:
+        if not Path(path).is_dir():
+            raise
+        try:                       # a study run pruned to its selected weights (compare --keep-checkpoints selected)
+            resolved = resolve_checkpoint_path(path, "best")
+        except CheckpointError:
+            raise CheckpointError(f"Folder {path} holds no checkpoints/last.safetensors nor best.safetensors; pass "
+                                  "a run folder or a .safetensors checkpoint.") from None
+    path = commit.committed_weights(resolved)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist; pass a .safetensors file or a run folder.")
     header = _read_header(path)

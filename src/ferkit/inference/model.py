@@ -252,7 +252,7 @@ class FERModel:
         """Whether the decode-and-detect worker runs: ``self.prefetch`` when set, else only where it has cores
         of its own: the model on a GPU, or more CPU cores than torch's threads use. Where torch's threads fill
         every core, the worker's detection and the model's pass contend for them, and predict was slower with
-        it than without: 1.15-1.6x on photos for 4 detectors and 2 models, within a few percent either way on
+        it than without: 1.15-1.5x on photos for 4 detectors and 2 models, within about 10 % either way on
         video (2-core EPYC, interleaved: ``benchmarks/results/speed/detectors.json``)."""
         if self.prefetch is not None:
             return bool(self.prefetch)
@@ -264,7 +264,8 @@ class FERModel:
 
         if resolve_device(self._device).type == "cuda":
             return True
-        return (os.cpu_count() or 1) >= torch.get_num_threads() + 2
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return cores >= torch.get_num_threads() + 2                # the cores this process may use (cgroups, taskset)
 
     def _detected(self, inputs: Any, aligned: bool, batch_size: int) -> Iterator[tuple[str, str, Any]]:
         """("photos", "", [(row, crop or None)]) per group of up to ``batch_size`` decoded, detected and aligned

@@ -37,7 +37,8 @@ def run_study(study: Study, executor, retries: int = 1, log: Callable[[str], Non
     """Every unfinished run of ``study`` through ``executor`` (see the module docstring); returns the summary.
     ``keep_checkpoints="selected"`` prunes each finished run, earlier ones included (``Study.prune``)."""
     if keep_checkpoints not in KEEP_CHECKPOINTS:
-        raise ConfigError(f"--keep-checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, not {keep_checkpoints!r}.")
+        raise ConfigError(f"keep_checkpoints (--keep-checkpoints or the study file's key) must be one of "
+                          f"{', '.join(KEEP_CHECKPOINTS)}, not {keep_checkpoints!r}.")
     prune = keep_checkpoints == "selected"
     study.open()
     keys = study.keys()

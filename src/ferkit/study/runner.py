@@ -205,8 +205,12 @@ class Study:
         freed = 0
         for f in sorted(ckpt.glob("*")) if ckpt.is_dir() else []:
             if f.is_file() and f != keep:
-                freed += f.stat().st_size
-                f.unlink()
+                try:
+                    size = f.stat().st_size
+                    f.unlink()
+                except FileNotFoundError:                           # gone meanwhile: nothing to free
+                    continue
+                freed += size
         return freed
 
     # --- one run -----------------------------------------------------------------------------------
@@ -220,7 +224,8 @@ class Study:
         run_dir = self.run_dir(name, seed, fold)
         cfg = experiment_from_dict(run_config(self.configs[name], seed, run_dir, fold))
         last = run_dir / "checkpoints" / "last.safetensors"
-        resume = str(run_dir) if last.is_file() and (run_dir / "config.yaml").is_file() else None
+        state = last.with_name(last.name + ".state.pt")             # pruned runs have weights but no resume state
+        resume = str(run_dir) if last.is_file() and state.is_file() and (run_dir / "config.yaml").is_file() else None
         t0 = time.time()
         trained = train(cfg, resume=resume, progress=progress)
         t_train = time.time() - t0
