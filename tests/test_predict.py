@@ -125,3 +125,23 @@ def test_cli_json_csv_and_annotations(ckpt, photos, tmp_path, capsys):
 def test_cli_prints_rows_without_out(ckpt, photos, capsys):
     assert main(["predict", str(ckpt), str(photos / "coffee.jpg"), "--device", "cpu"]) == 0
     assert "coffee.jpg: no face found" in capsys.readouterr().out
+
+
+def test_the_worker_runs_only_where_it_has_cores_of_its_own(ckpt, monkeypatch):
+    """prefetch None (the default): on when the CPU has 2+ cores beyond torch's threads; True/False force it."""
+    import os
+
+    import torch
+
+    m = load_model(ckpt, device="cpu")
+    assert m.prefetch is None
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(threads + 1)), raising=False)
+    assert m.use_prefetch() is False                             # one spare core: contention, measured slower
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(threads + 2)), raising=False)
+    assert m.use_prefetch() is True
+    m.prefetch = False
+    assert m.use_prefetch() is False
+    m.prefetch = True
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert m.use_prefetch() is True
