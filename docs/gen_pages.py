@@ -247,7 +247,7 @@ def sweep_section(folder: Path) -> list[str]:
         pairs = [p for p in s["paired"]["accuracy"] if any(p.startswith(a + "-") for a in extra)]
         runs = min(s["metrics"]["accuracy"][a]["n"] for a in extra)
         lines += ["", f"At confounding {c:g}, the extra arms {', '.join(f'`{a}`' for a in extra)} "
-                  f"({runs} seed{'s' if runs != 1 else ''} so far; accuracy and subject probe at 64-D, mean ± std; "
+                  f"({runs} paired seed{'s' if runs != 1 else ''}; accuracy and subject probe at 64-D, mean ± std; "
                   "paired accuracy differences):", "",
                   "| arm (runs) | accuracy | subject probe at 64-D | training seconds |", "|---|---|---|---|"]
         for a in [*arms, *extra]:
