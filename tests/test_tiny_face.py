@@ -238,3 +238,27 @@ def test_install_from_a_tarball_and_a_damaged_install_is_not_installed(tmp_path,
     with pytest.raises(FerkitError, match="which are damaged in .*run `ferkit install face-api`"):
         fw.faceapi_weights_dir()
     assert fw.install(tgz, log=lambda s: None) == target and fw.installed() == target   # repaired
+
+
+def test_serve_with_the_tiny_detector_answers_with_face_apis_box(weights_dir, reference):
+    """`ferkit serve --detector tiny` as a client meets it: a posted photo comes back with face-api's box."""
+    import io
+
+    import httpx
+    from PIL import Image
+
+    from ferkit.inference import load_model
+    from ferkit.serve.app import create_app
+    from ferkit.serve.limits import Limits
+    from ferkit.serve.server import BackgroundServer
+
+    model = load_model(None, device="cpu", detector="tiny")
+    assert model.info()["alignment"].startswith("photos: face-api tiny detection")
+    buf = io.BytesIO()
+    Image.fromarray(skdata.astronaut()).save(buf, format="PNG")
+    with BackgroundServer(create_app(model, Limits())) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+        r = client.post("/predict", files={"file": ("astronaut.png", buf.getvalue(), "image/png")})
+    assert r.status_code == 200, r.text
+    (row,) = r.json()["rows"]
+    assert row["label"] == "happy"
+    assert np.abs(np.array(row["box"]) - np.array(reference["sizes"]["416"]["astronaut"]["boxes"][0])).max() < 0.01
