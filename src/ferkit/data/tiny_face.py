@@ -260,7 +260,8 @@ def decode(out: np.ndarray, width: int, height: int, input_size: int, score_thre
     o = out.astype(np.float64).reshape(len(ANCHORS), 5, cells, cells)
     sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
     score = sig(o[:, 4])                                            # (anchors, rows, cols)
-    a, r, c = np.nonzero(score > score_threshold)
+    r, c, a = np.nonzero(score.transpose(1, 2, 0) > score_threshold)   # face-api's order: row, column, anchor
+                                                                    # (it decides NMS ties between equal scores)
     if a.size == 0:
         return np.zeros((0, 4)), np.zeros(0)
     scale = input_size / max(width, height)
