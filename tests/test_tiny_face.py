@@ -147,6 +147,8 @@ def test_bad_detector_settings_are_refused(weights_dir):
 
     with pytest.raises(FerkitError, match="multiple of 32"):
         TinyFaceDetector(input_size=400)
+    with pytest.raises(FerkitError, match="from 32 to 2048"):
+        TinyFaceDetector(input_size=65536)
     with pytest.raises(FerkitError, match=r"score threshold must lie in \(0, 1\)"):
         TinyFaceDetector(score_threshold=1.5)
 
@@ -215,6 +217,7 @@ def test_install_from_a_tarball_and_a_damaged_install_is_not_installed(tmp_path,
     makes the folder 'damaged' (the error says so, and `ferkit install face-api` fetches it again)."""
     import hashlib
     import io
+    import os
     import tarfile
 
     from ferkit.data import faceapi_weights as fw
@@ -238,6 +241,13 @@ def test_install_from_a_tarball_and_a_damaged_install_is_not_installed(tmp_path,
     with pytest.raises(FerkitError, match="which are damaged in .*run `ferkit install face-api`"):
         fw.faceapi_weights_dir()
     assert fw.install(tgz, log=lambda s: None) == target and fw.installed() == target   # repaired
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~umask     # a folder as mkdir makes it, not mkdtemp's 0700
+    (tmp_path / "plain").write_text("a file, not a folder")
+    monkeypatch.setenv("FERKIT_HOME", str(tmp_path / "plain"))
+    with pytest.raises(FerkitError, match=r"Cannot install into .*plain.*; nothing was changed\."):
+        fw.install(tgz, log=lambda s: None)
 
 
 def test_serve_with_the_tiny_detector_answers_with_face_apis_box(weights_dir, reference):

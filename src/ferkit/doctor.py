@@ -109,5 +109,6 @@ def check_tiny_detector() -> Check:
     d = installed()
     if d is not None:
         return Check("face-api tiny detector", True, f"model files in {d}")
-    return Check("face-api tiny detector", False, f"not installed in {install_dir()} (optional: --detector tiny)",
+    what = "damaged" if install_dir().exists() else "not installed"
+    return Check("face-api tiny detector", False, f"{what} in {install_dir()} (optional: --detector tiny)",
                  INSTALL_REMEDY, optional=True)

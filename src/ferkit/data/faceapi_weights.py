@@ -72,7 +72,7 @@ def _fetch(tmp: Path, log) -> Path:
         log(f"fetching {PACKAGE}@{VERSION} with npm pack")
         try:                                  # run inside tmp: an npm without --pack-destination writes there too
             r = subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", str(tmp), "--silent"],
-                               capture_output=True, text=True, timeout=600, cwd=tmp)
+                               capture_output=True, text=True, timeout=600, cwd=tmp, stdin=subprocess.DEVNULL)
             why = ((r.stderr or r.stdout).strip().splitlines() or [f"exit {r.returncode}"])[-1]
         except (OSError, subprocess.TimeoutExpired) as e:
             r, why = None, str(e)
@@ -115,9 +115,13 @@ def install(source: str | Path | None = None, log=print, force: bool = False) ->
         if got != TARBALL_SHA256:
             raise FerkitError(f"{tgz.name} has sha256 {got}, not that of {PACKAGE}@{VERSION} ({TARBALL_SHA256}); "
                               "nothing was installed.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))   # same filesystem: renames
+        stage = None
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))   # same filesystem
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(stage, 0o777 & ~umask)                 # mkdtemp's 0700 would hide it from other users
             with tarfile.open(tgz, "r:gz") as tar:
                 for name, want in KEEP.items():
                     member = tar.getmember(f"package/{name}")
@@ -129,11 +133,17 @@ def install(source: str | Path | None = None, log=print, force: bool = False) ->
             shutil.rmtree(old, ignore_errors=True)
             if target.exists():
                 os.replace(target, old)
-            os.replace(stage, target)
+            try:
+                os.replace(stage, target)
+            except OSError:
+                if old.exists() and not target.exists():
+                    os.replace(old, target)                # the earlier install stays as it was
+                raise
             shutil.rmtree(old, ignore_errors=True)
         except (KeyError, tarfile.TarError, OSError) as e:
-            raise FerkitError(f"Cannot unpack {tgz} into {target.parent} ({e}); nothing was installed.") from None
+            raise FerkitError(f"Cannot install into {target.parent} ({e}); nothing was changed.") from None
         finally:
-            shutil.rmtree(stage, ignore_errors=True)
+            if stage is not None:
+                shutil.rmtree(stage, ignore_errors=True)
     log(f"installed {PACKAGE}@{VERSION} (tiny face detector, tiny 68-point landmarks, MIT licence) -> {target}")
     return target

@@ -45,6 +45,8 @@ DETECTOR_MEAN_RGB = (117.001, 114.697, 97.404)
 IOU_THRESHOLD = 0.4
 LANDMARK_MEAN_RGB = (122.782, 117.001, 104.298)
 LANDMARK_SIZE = 112
+#: the largest detector input accepted (face-api's own sizes go to 608; larger only costs memory, 16 x S^2 floats)
+MAX_INPUT_SIZE = 2048
 
 #: the 68-point indices of ferkit's five points: (eye, eye, nose, mouth corner, mouth corner), image-left first
 FIVE_FROM_68 = (tuple(range(36, 42)), tuple(range(42, 48)), (30,), (48,), (54,))
@@ -344,9 +346,9 @@ class TinyFaceDetector:
                  device: str = "cpu"):
         from ferkit.data.faceapi_weights import faceapi_weights_dir
 
-        if input_size < 32 or input_size % 32:
-            raise FerkitError(f"The tiny face detector's input size must be a multiple of 32 (e.g. 416, 320, 224), "
-                              f"not {input_size}.")
+        if input_size < 32 or input_size % 32 or input_size > MAX_INPUT_SIZE:
+            raise FerkitError(f"The tiny face detector's input size must be a multiple of 32 from 32 to "
+                              f"{MAX_INPUT_SIZE} (e.g. 416, 320, 224), not {input_size}.")
         if not 0.0 < score_threshold < 1.0:
             raise FerkitError(f"The tiny face detector's score threshold must lie in (0, 1), not {score_threshold}.")
         d = Path(weights_dir) if weights_dir is not None else faceapi_weights_dir()
@@ -397,9 +399,10 @@ class TinyFaceDetector:
         return landmarks_to_image(rel, dims, boxes)
 
     def detect_batch(self, images: list[np.ndarray], max_pixels: int | None = None):
-        from ferkit.data.faces import Face
+        from ferkit.data.faces import Face, _as_rgb
 
         out = []
+        images = [_as_rgb(im) for im in images]
         for im, (boxes, scores) in zip(images, self.detect_boxes(images), strict=True):
             h, w = im.shape[:2]
             ok = [i for i, b in enumerate(boxes) if min(b[2], w) - max(b[0], 0) >= 1 and min(b[3], h) - max(b[1], 0) >= 1]

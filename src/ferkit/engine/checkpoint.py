@@ -148,14 +148,13 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
     try:
         resolved = resolve_checkpoint_path(path)
-    except CheckpointError:
+    except CheckpointError as no_last:
         if not Path(path).is_dir():
             raise
         try:                       # a study run pruned to its selected weights (compare --keep-checkpoints selected)
             resolved = resolve_checkpoint_path(path, "best")
         except CheckpointError:
-            raise CheckpointError(f"Folder {path} holds no checkpoints/last.safetensors nor best.safetensors; pass "
-                                  "a run folder or a .safetensors checkpoint.") from None
+            raise no_last from None                         # what is wrong with last (missing, or cut off)
     path = commit.committed_weights(resolved)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist; pass a .safetensors file or a run folder.")

@@ -114,8 +114,11 @@ class FERModel:
             from ferkit.data.faceapi_weights import faceapi_weights_dir
 
             faceapi_weights_dir()
-            if detector_size < 32 or detector_size % 32:
-                raise FerkitError(f"--detector-size must be a multiple of 32 (e.g. 416, 320, 224), not {detector_size}.")
+            from ferkit.data.tiny_face import MAX_INPUT_SIZE
+
+            if detector_size < 32 or detector_size % 32 or detector_size > MAX_INPUT_SIZE:
+                raise FerkitError(f"--detector-size must be a multiple of 32 from 32 to {MAX_INPUT_SIZE} (e.g. 416, "
+                                  f"320, 224), not {detector_size}.")
         self.engine = engine
         self.meta: dict = engine.meta
         self.source = source

@@ -68,7 +68,7 @@ def run_study(study: Study, executor, retries: int = 1, log: Callable[[str], Non
                 tries[k] = tries.get(k, 0) + 1
                 run_dir = study.run_dir(*k)
                 (run_dir / "failed.json").unlink(missing_ok=True)
-                state = "resuming" if (run_dir / "checkpoints" / "last.safetensors").is_file() else "training"
+                state = "resuming" if (run_dir / "checkpoints" / "last.safetensors.state.pt").is_file() else "training"
                 running[k] = executor.start(study, k, _next_attempt(study, k))
                 log(f"{tag(k)}: {state} into {run_dir}")
             time.sleep(executor.poll_seconds)
