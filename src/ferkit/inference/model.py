@@ -255,8 +255,8 @@ class FERModel:
         """Whether the decode-and-detect worker runs: ``self.prefetch`` when set, else only where it has cores
         of its own: the model on a GPU, or more CPU cores than torch's threads use. Where torch's threads fill
         every core, the worker's detection and the model's pass contend for them, and predict was slower with
-        it than without: 1.15-1.5x on photos for 4 detectors and 2 models, within about 10 % either way on
-        video (2-core EPYC, interleaved: ``benchmarks/results/speed/detectors.json``)."""
+        it than without: 1.15-1.54x on photos for 4 detectors and 2 models; on video from 8 % faster to 13 %
+        slower with it (2-core EPYC, interleaved: ``benchmarks/results/speed/detectors.json``)."""
         if self.prefetch is not None:
             return bool(self.prefetch)
         import os
