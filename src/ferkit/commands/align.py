@@ -21,6 +21,8 @@ EXAMPLES = (
 )
 
 def register(sub) -> argparse.ArgumentParser:
+    from ferkit.data.detectors import DETECTORS
+
     p = sub.add_parser("align", help="detect faces and write aligned crops (MTCNN or face-api tiny, 5-point similarity)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and folders (recursive)")
@@ -30,7 +32,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--gray", action="store_true", help="write single-channel grayscale crops")
     p.add_argument("--all-faces", action="store_true", help="write every face, not only the largest")
     p.add_argument("--min-face", type=int, default=20, help="smallest face side searched, in pixels (mtcnn)")
-    p.add_argument("--detector", default="mtcnn", choices=("mtcnn", "tiny"),
+    p.add_argument("--detector", default="mtcnn", choices=DETECTORS,
                    help="face detector: mtcnn (default) or tiny, face-api's tiny detector with its 68-point "
                         "landmarks (faster; finds fewer faces; `ferkit install face-api` once: docs/detection.md)")
     p.add_argument("--detector-size", type=int, default=416, metavar="PX",

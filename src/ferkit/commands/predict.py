@@ -38,6 +38,8 @@ EXAMPLES = (
 )
 
 def register(sub) -> argparse.ArgumentParser:
+    from ferkit.data.detectors import DETECTORS
+
     p = sub.add_parser("predict", help="predict expressions in photos, folders and videos",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="[MODEL] INPUT",
@@ -66,7 +68,7 @@ def register(sub) -> argparse.ArgumentParser:
                    help="smallest face side searched, in pixels (default 20), or auto: 1/12 of each photo's shorter "
                         "side, searched at the resolution where that is 20 px (faster on large photos; smaller "
                         "faces are missed and boxes move by a few px)")
-    p.add_argument("--detector", default="mtcnn", choices=("mtcnn", "tiny"),
+    p.add_argument("--detector", default="mtcnn", choices=DETECTORS,
                    help="face detector: mtcnn (default) or tiny, face-api's tiny detector with 68-point landmarks "
                         "(2-3x faster on 512-px photos, 7-9x on 1080p video; finds fewer faces: docs/detection.md; "
                         "install its weights once with `ferkit install face-api`)")

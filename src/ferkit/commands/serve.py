@@ -23,6 +23,8 @@ EXAMPLES = (
 )
 
 def register(sub) -> argparse.ArgumentParser:
+    from ferkit.data.detectors import DETECTORS
+
     p = sub.add_parser("serve", help="serve a trained model over HTTP (web page + JSON API)",
                        description=__doc__.split("\n\n")[0].replace("`", ""),
                        epilog="Endpoints: GET / (the page), POST /predict (multipart field 'file'), GET /health, "
@@ -46,7 +48,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--abstain-above", type=float, default=None, metavar="U",
                    help="mark faces whose uncertainty is above U as uncertain (abstained)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--detector", default="mtcnn", choices=("mtcnn", "tiny"),
+    p.add_argument("--detector", default="mtcnn", choices=DETECTORS,
                    help="face detector: mtcnn (default) or tiny, face-api's tiny detector (faster; after `ferkit "
                         "install face-api`)")
     p.add_argument("--detector-size", type=int, default=416, metavar="PX",

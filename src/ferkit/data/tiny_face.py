@@ -326,6 +326,13 @@ def five_points(points68: np.ndarray) -> np.ndarray:
     return np.stack([points68[:, list(idx)].mean(1) for idx in FIVE_FROM_68], 1)
 
 
+def check_input_size(size: int, what: str = "--detector-size") -> None:
+    """FerkitError unless ``size`` is a multiple of 32 from 32 to ``MAX_INPUT_SIZE``; ``what`` names it."""
+    if size < 32 or size % 32 or size > MAX_INPUT_SIZE:
+        raise FerkitError(f"{what} must be a multiple of 32 from 32 to {MAX_INPUT_SIZE} (e.g. 416, 320, 224), "
+                          f"not {size}.")
+
+
 class TinyFaceDetector:
     """face-api's tiny face detector + tiny 68-point landmarks, with the ``FaceDetector`` interface: ``detect``
     and ``detect_batch`` give each photo's faces (box, five landmarks, score), largest first.
@@ -346,9 +353,7 @@ class TinyFaceDetector:
                  device: str = "cpu"):
         from ferkit.data.faceapi_weights import faceapi_weights_dir
 
-        if input_size < 32 or input_size % 32 or input_size > MAX_INPUT_SIZE:
-            raise FerkitError(f"The tiny face detector's input size must be a multiple of 32 from 32 to "
-                              f"{MAX_INPUT_SIZE} (e.g. 416, 320, 224), not {input_size}.")
+        check_input_size(input_size, "The tiny face detector's input size")
         if not 0.0 < score_threshold < 1.0:
             raise FerkitError(f"The tiny face detector's score threshold must lie in (0, 1), not {score_threshold}.")
         d = Path(weights_dir) if weights_dir is not None else faceapi_weights_dir()

@@ -114,11 +114,9 @@ class FERModel:
             from ferkit.data.faceapi_weights import faceapi_weights_dir
 
             faceapi_weights_dir()
-            from ferkit.data.tiny_face import MAX_INPUT_SIZE
+            from ferkit.data.tiny_face import check_input_size
 
-            if detector_size < 32 or detector_size % 32 or detector_size > MAX_INPUT_SIZE:
-                raise FerkitError(f"--detector-size must be a multiple of 32 from 32 to {MAX_INPUT_SIZE} (e.g. 416, "
-                                  f"320, 224), not {detector_size}.")
+            check_input_size(detector_size)
         self.engine = engine
         self.meta: dict = engine.meta
         self.source = source
