@@ -95,6 +95,25 @@ def test_faces_carry_five_points_from_the_68_inside_their_box(weights_dir):
     assert lm[0, 1] < lm[2, 1] < lm[3, 1]                        # eyes above the nose above the mouth
 
 
+def test_photos_detected_together_give_each_photos_own_faces(weights_dir, reference):
+    """detect_batch runs the landmark net once over every photo's faces (and photos without a face between
+    them): each photo's boxes, scores and five points are those it gets alone (<= 1e-3 px)."""
+    from ferkit.data.tiny_face import TinyFaceDetector
+
+    photos = reference_photos()
+    order = [photos["astronaut"], np.zeros((40, 60, 3), np.uint8), photos["coffee"], photos["astronaut_203x259"],
+             *[v for k, v in photos.items() if k not in ("astronaut", "coffee", "astronaut_203x259")]]
+    det = TinyFaceDetector(input_size=224)
+    together = det.detect_batch(order)
+    assert sum(len(f) for f in together) >= 3
+    for img, faces in zip(order, together, strict=True):
+        alone = det.detect(img)
+        assert len(alone) == len(faces)
+        for a, b in zip(alone, faces, strict=True):
+            assert np.abs(a.box - b.box).max() <= 1e-3 and abs(a.score - b.score) <= 1e-5
+            assert np.abs(a.landmarks - b.landmarks).max() <= 1e-3
+
+
 def test_tfjs_weights_are_dequantised_as_tfjs_does(tmp_path):
     from ferkit.data.tiny_face import read_tfjs_weights
 

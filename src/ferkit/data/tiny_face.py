@@ -165,6 +165,7 @@ class TinyLandmarkNet:
         import torch
         import torch.nn.functional as F
 
+        x = x.contiguous(memory_format=torch.channels_last)        # NHWC, as the detector: ~1.5x faster here
         for d, convs in enumerate(self.blocks):
             if d == 0:
                 out1 = torch.relu(F.conv2d(_same_pad(x, 3, 2), self.first[0], self.first[1], stride=2))
@@ -384,35 +385,50 @@ class TinyFaceDetector:
 
     def detect_landmarks(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(n, 68, 2) landmarks of the faces in ``boxes`` (face-api's withFaceLandmarks(useTinyModel=True))."""
-        import torch
-
         from ferkit.data.faces import _as_rgb
 
-        img = _as_rgb(image)
-        h, w = img.shape[:2]
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        inside = (np.minimum(boxes[:, 2], w) - np.maximum(boxes[:, 0], 0) >= 1) & \
-                 (np.minimum(boxes[:, 3], h) - np.maximum(boxes[:, 1], 0) >= 1)
-        if not inside.all():
-            raise FerkitError(f"A face box must overlap the {w}x{h} photo by at least 1 px; "
-                              f"{boxes[~inside][0].round(1).tolist()} does not.")
-        if len(boxes) == 0:
-            return np.zeros((0, 68, 2))
-        x, dims = landmark_input(img, boxes)
+        return self.landmarks_of([_as_rgb(image)], [boxes])[0]
+
+    def landmarks_of(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[np.ndarray]:
+        """(n_i, 68, 2) landmarks per RGB photo, the faces of all photos through the landmark net together (a
+        face's points do not depend on what shares its batch beyond float rounding, ~1e-5 px)."""
+        import torch
+
+        crops, dims, flat = [], [], []
+        for img, bx in zip(images, boxes, strict=True):
+            h, w = img.shape[:2]
+            bx = np.asarray(bx, dtype=np.float64).reshape(-1, 4)
+            inside = (np.minimum(bx[:, 2], w) - np.maximum(bx[:, 0], 0) >= 1) & \
+                     (np.minimum(bx[:, 3], h) - np.maximum(bx[:, 1], 0) >= 1)
+            if not inside.all():
+                raise FerkitError(f"A face box must overlap the {w}x{h} photo by at least 1 px; "
+                                  f"{bx[~inside][0].round(1).tolist()} does not.")
+            flat.append(bx)
+            if len(bx):
+                x, d = landmark_input(img, bx)
+                crops.append(x)
+                dims.extend(d)
+        if not crops:
+            return [np.zeros((0, 68, 2)) for _ in images]
         with torch.no_grad():
-            rel = self.landmarks(x).numpy()
-        return landmarks_to_image(rel, dims, boxes)
+            rel = self.landmarks(torch.cat(crops)).numpy()
+        points = landmarks_to_image(rel, dims, np.concatenate(flat))
+        ends = np.cumsum([len(bx) for bx in flat])
+        return list(np.split(points, ends[:-1]))
 
     def detect_batch(self, images: list[np.ndarray], max_pixels: int | None = None):
         from ferkit.data.faces import Face, _as_rgb
 
-        out = []
         images = [_as_rgb(im) for im in images]
+        found = []
         for im, (boxes, scores) in zip(images, self.detect_boxes(images), strict=True):
             h, w = im.shape[:2]
             ok = [i for i, b in enumerate(boxes) if min(b[2], w) - max(b[0], 0) >= 1 and min(b[3], h) - max(b[1], 0) >= 1]
-            boxes, scores = boxes[ok], scores[ok]                   # boxes (almost) outside the photo: no face
-            pts = five_points(self.detect_landmarks(im, boxes)) if len(boxes) else np.zeros((0, 5, 2))
+            found.append((boxes[ok], scores[ok]))                  # boxes (almost) outside the photo: no face
+        points = self.landmarks_of(images, [b for b, _ in found])
+        out = []
+        for (boxes, scores), p68 in zip(found, points, strict=True):
+            pts = five_points(p68) if len(boxes) else np.zeros((0, 5, 2))
             faces = [Face(box=boxes[i], landmarks=pts[i], score=float(scores[i])) for i in range(len(boxes))]
             faces.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
             out.append(faces)
