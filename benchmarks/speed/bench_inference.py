@@ -6,14 +6,15 @@
 For each model (random weights: speed does not depend on them) and each engine, side by side in one
 run, it measures
   * without detection: aligned crops -> preprocess_batch -> forward, in batches of --batch (faces/s);
-  * with detection: whole photos (scikit-image's astronaut, 512x512, one face each) -> MTCNN -> align
-    -> forward, i.e. what ``ferkit predict photo.jpg`` does per image (faces/s).
+  * with detection: whole photos (scikit-image's astronaut, 512x512, one face each, in memory: no decoding)
+    -> MTCNN (or ``--detector tiny [--detector-size 224]``) -> align -> forward, i.e. what ``ferkit predict
+    photo.jpg`` does per image after decoding it (faces/s).
 Each figure is the median of --repeats timed runs after a warm-up, and the engines' runs are
 interleaved so background load hits them alike; ratios are against "torch-fp32-plain", the path predict
 took before: both DICE-FER encoders (expression and identity), contiguous memory, one image per
 preprocessing call. "torch-fp32"/"torch-bf16" are today's predict: the expression path only,
-channels-last, batched preprocessing. With detection, the share of predict's time spent in MTCNN is
-reported, and MTCNN over the photos together (one pass: they share a size) beside one photo at a time.
+channels-last, batched preprocessing. With detection, the share of predict's time spent in the detector is
+reported, and the detector over the photos together (one pass) beside one photo at a time.
 bf16 runs at hardware speed only where the CPU has bf16 instructions (AVX512-BF16, AMX, Arm BF16); the
 setup line says which this CPU has. On an AVX2-only CPU bf16 matmuls and convolutions are emulated
 (converted to fp32 and back), several times slower than fp32.
@@ -46,8 +47,8 @@ MODELS = {
 ENGINES = ("torch-fp32-plain", "torch-fp32", "torch-bf16", "onnx")
 
 
-def build_models(key: str, device: str, workdir: Path) -> dict:
-    """The three engines over one randomly initialised method."""
+def build_models(key: str, device: str, workdir: Path, detector: str = "mtcnn", detector_size: int = 416) -> dict:
+    """The engines over one randomly initialised method, each finding faces with ``detector``."""
     import torch
 
     from ferkit.config import build_experiment
@@ -63,7 +64,6 @@ def build_models(key: str, device: str, workdir: Path) -> dict:
     plain_method = copy.deepcopy(method)                             # its own weights stay contiguous
     plain = model_from_method(plain_method, precision="fp32", device=device)
     plain.engine = TorchEngine(plain_method, precision="fp32", channels_last=False, lean=False)
-    plain.predict_crops = functools.partial(predict_crops_one_by_one, plain)
     fp32 = model_from_method(method, precision="fp32", device=device)
     bf16 = FERModel(TorchEngine(method, precision="bf16"), device=device)
     method_cpu = method if device == "cpu" else get_method(name)(cfg, RAFDB, torch.device("cpu"))
@@ -75,7 +75,11 @@ def build_models(key: str, device: str, workdir: Path) -> dict:
     onnx_path = workdir / f"{key}.onnx"
     parity = export_method_onnx(method_cpu, onnx_path)["max_abs_diff"]
     onnx = FERModel(OnnxEngine.load(onnx_path, device=device), device=device)
-    return {"torch-fp32-plain": plain, "torch-fp32": fp32, "torch-bf16": bf16, "onnx": onnx, "_parity": parity}
+    found = {"torch-fp32-plain": plain, "torch-fp32": fp32, "torch-bf16": bf16, "onnx": onnx}
+    for e, m in found.items():
+        found[e] = FERModel(m.engine, source=m.source, device=device, detector=detector, detector_size=detector_size)
+    found["torch-fp32-plain"].predict_crops = functools.partial(predict_crops_one_by_one, found["torch-fp32-plain"])
+    return {**found, "_parity": parity}
 
 
 def predict_crops_one_by_one(model, crops, batch_size: int = 32) -> dict:
@@ -105,7 +109,7 @@ def bench_model(key: str, args, workdir: Path) -> dict:
 
     from ferkit.data.faces import align_face
 
-    models = build_models(key, args.device, workdir)
+    models = build_models(key, args.device, workdir, args.detector, args.detector_size)
     photo = skdata.astronaut()
     size = models["torch-fp32"].preprocessing.size
     face = models["torch-fp32"].detector.detect(photo)[0]
@@ -135,7 +139,8 @@ def bench_model(key: str, args, workdir: Path) -> dict:
         p = statistics.median(times[e]["photos"])
         out["engines"][e] = {"faces_per_s_aligned": args.faces / c, "faces_per_s_with_detection": args.photos / p,
                              "detection_share": min(1.0, t_det / p)}
-    out["mtcnn_photos_per_s"] = {k: args.photos / statistics.median(v) for k, v in detect.items()}
+    out["detector"] = args.detector if args.detector == "mtcnn" else f"tiny {args.detector_size}"
+    out["detector_photos_per_s"] = {k: args.photos / statistics.median(v) for k, v in detect.items()}
     ref = out["engines"]["torch-fp32-plain"]
     for e in ENGINES:
         r = out["engines"][e]
@@ -157,13 +162,13 @@ def cpu_bf16() -> str:
 def print_model(r: dict) -> None:
     print(f"\n{r['model']} ({r['input']}; onnx parity {r['onnx_parity_max_abs_diff']:.1e})")
     print(f"  {'engine':<16} {'aligned faces/s':>16} {'x plain':>8} {'with detection':>15} {'x plain':>8} "
-          f"{'in MTCNN':>9}")
+          f"{'detecting':>9}")
     for e, v in r["engines"].items():
         print(f"  {e:<16} {v['faces_per_s_aligned']:>16.1f} {v['ratio_aligned_vs_fp32']:>8.2f} "
               f"{v['faces_per_s_with_detection']:>15.2f} {v['ratio_detection_vs_fp32']:>8.2f} "
               f"{v['detection_share']:>9.0%}")
-    d = r["mtcnn_photos_per_s"]
-    print(f"  MTCNN photos/s: {d['together']:.2f} together, {d['one_by_one']:.2f} one at a time")
+    d = r["detector_photos_per_s"]
+    print(f"  {r['detector']} photos/s: {d['together']:.2f} together, {d['one_by_one']:.2f} one at a time")
 
 
 def split_models(args, workdir: Path) -> dict:
@@ -220,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--device", default="cpu")
+    p.add_argument("--detector", default="mtcnn", choices=["mtcnn", "tiny"],
+                   help="face detector of the runs with detection (tiny: after `ferkit install face-api`)")
+    p.add_argument("--detector-size", type=int, default=416, help="the tiny detector's input side")
     p.add_argument("--out", help="also write the results as JSON here")
     p.add_argument("--split", action="store_true", help="also time predict's stages (predict_split.py)")
     p.add_argument("--no-engines", action="store_true", help="skip the engine tables (with --split)")
@@ -236,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             split = run_split(split_models(args, Path(tmp)), Path(tmp), args.photos, args.frames, args.batch,
                               args.repeats)
             print_split(split)
-    meta = {"device": args.device, "threads": args.threads, "batch": args.batch, "torch": torch.__version__,
+    meta = {"device": args.device, "threads": args.threads, "batch": args.batch, "detector": args.detector,
+            **({"detector_size": args.detector_size} if args.detector == "tiny" else {}), "torch": torch.__version__,
             "cpu_count": os.cpu_count(), "cpu_bf16": cpu_bf16(), **machine(),
             "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
     if args.out:
