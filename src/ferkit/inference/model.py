@@ -253,8 +253,8 @@ class FERModel:
         """Whether the decode-and-detect worker runs: ``self.prefetch`` when set, else only where it has cores
         of its own: the model on a GPU, or more CPU cores than torch's threads use. Where torch's threads fill
         every core, the worker's detection and the model's pass contend for them, and predict was slower with
-        it than without: 1.15-1.54x on photos for 4 detectors and 2 models; on video from 8 % faster to 13 %
-        slower with it (2-core EPYC, interleaved: ``benchmarks/results/speed/detectors.json``)."""
+        it than without: without it 1.14-1.55x faster on photos for 4 detectors and 2 models; on video 0.96-1.20x
+        (2-core EPYC, interleaved: ``benchmarks/results/speed/detectors.json``)."""
         if self.prefetch is not None:
             return bool(self.prefetch)
         import os
