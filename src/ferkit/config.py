@@ -50,6 +50,9 @@ class TrainConfig:
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     precision: str = "fp32"              # fp32 (exact: the reference numbers) | bf16 (autocast; changes numbers) |
     #                                      auto (opt-in: bf16 on GPUs and on CPUs where it is faster, else fp32)
+    channels_last: bool = False          # convolutional networks' weights in channels-last (NHWC) memory: oneDNN's
+    #                                      CPU kernels run a ResNet-18 step ~1.3x faster here; opt-in, as it changes
+    #                                      the summation order (numbers move by float rounding; resume stays exact)
     max_steps: int | None = None         # stop after this many optimiser steps in total (debugging)
     limit_batches: int | None = None     # at most this many batches per epoch (debugging)
     log_every: int = 10                  # log scalars every N steps

@@ -19,7 +19,7 @@ CORE_FLAGS: dict[str, tuple[str, type]] = {
     "out": ("train.out", str), "device": ("train.device", str), "precision": ("train.precision", str),
     "max_steps": ("train.max_steps", int), "limit_batches": ("train.limit_batches", int),
     "seed": ("train.seed", int), "num_workers": ("data.num_workers", int),
-    "deterministic": ("train.deterministic", bool),
+    "deterministic": ("train.deterministic", bool), "channels_last": ("train.channels_last", bool),
 }
 
 #: method-specific flags: flag -> (config key, type, help). Methods' authors extend this table.
@@ -78,6 +78,9 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic kernels (train.deterministic): the run log lists ops that have none")
+    p.add_argument("--channels-last", action="store_true", default=None,
+                   help="convolutional weights in channels-last memory (train.channels_last): faster ResNet steps on "
+                        "CPUs; numbers move by float rounding, so it is opt-in")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes")
     for flag, (key, tp, help_text) in FLAG_TO_KEY.items():
         p.add_argument(flag, type=tp, dest="flag_" + key.replace(".", "__"), help=f"{help_text} ({key})")

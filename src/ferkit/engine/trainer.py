@@ -130,6 +130,10 @@ class _Run:
         self.networks = self.method.networks()
         for m in self.networks.values():
             m.to(self.device)
+            if cfg.train.channels_last:        # 4-D weights only; a conv's output follows its weight's layout
+                import torch
+
+                m.to(memory_format=torch.channels_last)
         self.phases = self.method.phases()
         self.state = None
         if resume is not None:
@@ -189,7 +193,7 @@ class _Run:
             log.info(note)
         log.info(f"device {self.device}, {describe_precision(self.amp)}, processes {self.info.world_size}, "
                  f"batch {cfg.train.batch_size} per process, seed {cfg.train.seed}, deterministic kernels "
-                 f"{'on' if cfg.train.deterministic else 'off'}")
+                 f"{'on' if cfg.train.deterministic else 'off'}{', channels-last' if cfg.train.channels_last else ''}")
         for k, v in self.method.describe().items():
             log.info(f"  {k}: {v}")
         if self.val_name == "test":
