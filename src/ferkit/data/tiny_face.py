@@ -330,6 +330,14 @@ def five_points(points68: np.ndarray) -> np.ndarray:
     return np.stack([points68[:, list(idx)].mean(1) for idx in FIVE_FROM_68], 1)
 
 
+def overlaps_photo(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(n,) True where an (x1, y1, x2, y2) box overlaps the width x height photo by at least 1 px each way (the
+    landmark net needs a crop of at least 1 x 1)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return (np.minimum(boxes[:, 2], width) - np.maximum(boxes[:, 0], 0) >= 1) & \
+           (np.minimum(boxes[:, 3], height) - np.maximum(boxes[:, 1], 0) >= 1)
+
+
 def check_input_size(size: int, what: str = "--detector-size") -> None:
     """FerkitError unless ``size`` is a multiple of 32 from 32 to ``MAX_INPUT_SIZE``; ``what`` names it."""
     if size < 32 or size % 32 or size > MAX_INPUT_SIZE:
@@ -401,8 +409,7 @@ class TinyFaceDetector:
         for img, bx in zip(images, boxes, strict=True):
             h, w = img.shape[:2]
             bx = np.asarray(bx, dtype=np.float64).reshape(-1, 4)
-            inside = (np.minimum(bx[:, 2], w) - np.maximum(bx[:, 0], 0) >= 1) & \
-                     (np.minimum(bx[:, 3], h) - np.maximum(bx[:, 1], 0) >= 1)
+            inside = overlaps_photo(bx, w, h)
             if not inside.all():
                 raise FerkitError(f"A face box must overlap the {w}x{h} photo by at least 1 px; "
                                   f"{bx[~inside][0].round(1).tolist()} does not.")
@@ -426,7 +433,7 @@ class TinyFaceDetector:
         found = []
         for im, (boxes, scores) in zip(images, self.detect_boxes(images), strict=True):
             h, w = im.shape[:2]
-            ok = [i for i, b in enumerate(boxes) if min(b[2], w) - max(b[0], 0) >= 1 and min(b[3], h) - max(b[1], 0) >= 1]
+            ok = overlaps_photo(boxes, w, h)
             found.append((boxes[ok], scores[ok]))                  # boxes (almost) outside the photo: no face
         points = self.landmarks_of(images, [b for b, _ in found])
         out = []
