@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         from ferkit.machine import write_measurement
 
         path = write_measurement(ROOT / "benchmarks/results/speed/demo_dicefer_profile.json", "demo_dicefer_profile",
-                                 "python benchmarks/diagnostics/profile_demo_dicefer.py --store", results,
+                                 f"python benchmarks/diagnostics/profile_demo_dicefer.py --stage1-epochs "
+                                 f"{args.stage1_epochs} --threads {args.threads} --store", results,
                                  threads=args.threads)
         print(f"stored {path.relative_to(ROOT)}")
     return 0
