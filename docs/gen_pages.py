@@ -167,7 +167,7 @@ def rows_section(path: Path, group_by: list[str], value: str, pairs: list | None
         vals = [r[value] for r in rs]
         sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
         lines.append("| " + " | ".join("-" if k is None else str(k) for k in key) +
-                     f" | {', '.join(str(r.get('seed')) for r in rs)} | "
+                     f" | {', '.join('-' if r.get('seed') is None else str(r['seed']) for r in rs)} | "
                      f"{', '.join(f'{v:.3f}' for v in vals)} | {statistics.mean(vals):.3f} ± {sd:.3f} |")
     if pairs:
         lines += ["", f"| B - A, {value} | mean [95% t] B's wins/seeds |", "|---|---|"]

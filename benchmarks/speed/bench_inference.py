@@ -55,7 +55,7 @@ def build_models(key: str, device: str, workdir: Path, detector: str = "mtcnn", 
     from ferkit.data.labels import RAFDB
     from ferkit.export import export_method_onnx
     from ferkit.inference.engines import OnnxEngine, TorchEngine
-    from ferkit.inference.model import FERModel, model_from_method
+    from ferkit.inference.model import FERModel, auto_precision, model_from_method
     from ferkit.methods.registry import get_method
 
     name, model_cfg = MODELS[key]
@@ -79,7 +79,7 @@ def build_models(key: str, device: str, workdir: Path, detector: str = "mtcnn", 
     for e, m in found.items():
         found[e] = FERModel(m.engine, source=m.source, device=device, detector=detector, detector_size=detector_size)
     found["torch-fp32-plain"].predict_crops = functools.partial(predict_crops_one_by_one, found["torch-fp32-plain"])
-    return {**found, "_parity": parity}
+    return {**found, "_parity": parity, "_auto": auto_precision(method)}
 
 
 def predict_crops_one_by_one(model, crops, batch_size: int = 32) -> dict:
@@ -133,7 +133,8 @@ def bench_model(key: str, args, workdir: Path) -> dict:
         detect["one_by_one"].append(seconds(lambda: [det.detect(p) for p in photos]))
     t_det = statistics.median(detect["together"])
     out = {"model": key, "input": f"{size} px x {models['torch-fp32'].preprocessing.channels} ch",
-           "onnx_parity_max_abs_diff": max(models["_parity"].values()), "engines": {}}
+           "onnx_parity_max_abs_diff": max(models["_parity"].values()), "engines": {},
+           "auto_picks": f"torch-{models['_auto']}"}        # what --engine auto --precision auto runs here
     for e in ENGINES:
         c = statistics.median(times[e]["crops"])
         p = statistics.median(times[e]["photos"])
@@ -167,6 +168,7 @@ def print_model(r: dict) -> None:
         print(f"  {e:<16} {v['faces_per_s_aligned']:>16.1f} {v['ratio_aligned_vs_fp32']:>8.2f} "
               f"{v['faces_per_s_with_detection']:>15.2f} {v['ratio_detection_vs_fp32']:>8.2f} "
               f"{v['detection_share']:>9.0%}")
+    print(f"  --engine auto --precision auto runs {r['auto_picks']} here")
     d = r["detector_photos_per_s"]
     print(f"  {r['detector']} photos/s: {d['together']:.2f} together, {d['one_by_one']:.2f} one at a time")
 

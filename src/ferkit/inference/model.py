@@ -52,8 +52,8 @@ def load_model(path: str | Path | None = None, device: str = "auto", engine: str
     engine: "torch", "onnx", or None / "auto" (by the file's suffix: onnx for a .onnx file, else torch, the
     faster of the two on CPUs for ferkit's models). ``engine="onnx"`` with a ``.safetensors`` checkpoint exports
     it to a temporary ONNX file first. precision: "fp32" (the default: the reference numbers), "bf16" (torch
-    autocast; changes numbers) or "auto" (opt-in, as ``train --precision auto``: bf16 on GPUs and on CPUs
-    where bf16 is faster, AMX or Arm BF16; fp32 elsewhere). detector: "mtcnn" (the default) or "tiny" (face-api's
+    autocast; changes numbers) or "auto" (opt-in: bf16 where :func:`auto_precision` finds it measured harmless for
+    the model and faster on the hardware, else fp32). detector: "mtcnn" (the default) or "tiny" (face-api's
     tiny detector at ``detector_size``, after ``ferkit install face-api``; ``ferkit.data.detectors``).
     """
     from ferkit.external.builtin import DEFAULT_MODEL
@@ -62,10 +62,6 @@ def load_model(path: str | Path | None = None, device: str = "auto", engine: str
     p = Path(path)
     is_onnx = p.suffix.lower() == ".onnx" and spec is None
     engine = ("onnx" if is_onnx else "torch") if engine in (None, "auto") else engine
-    if precision == "auto":
-        from ferkit.engine.devices import amp_dtype, resolve_device
-
-        precision = "bf16" if amp_dtype(resolve_device(device), "auto") is not None else "fp32"
     if engine not in ("torch", "onnx"):
         raise FerkitError(f"Unknown engine '{engine}'; use torch or onnx.")
     if engine == "torch" and is_onnx:
@@ -82,9 +78,33 @@ def load_model(path: str | Path | None = None, device: str = "auto", engine: str
     else:
         from ferkit.external.loader import load_method
 
-        eng = TorchEngine(load_method(path, device=device, spec=spec), precision=precision)
+        method = load_method(path, device=device, spec=spec)
+        eng = TorchEngine(method, precision=auto_precision(method) if precision == "auto" else precision)
     return FERModel(eng, source=str(path), device=device, min_face_size=min_face_size, detector=detector,
                     detector_size=detector_size)
+
+
+#: the methods whose bf16 inference was measured harmless against fp32 on their own trained weights: the baseline
+#: and DICE-FER (ResNet-18s), 8 paired seeds at each of 3 confounding levels, accuracy and agreement of the
+#: predicted class (benchmarks/studies/inference_precision.py -> benchmarks/results/inference_precision/, the
+#: docs' results page "bf16 at inference"; tests/test_inference_precision.py holds this list to those rows)
+BF16_MEASURED = ("baseline", "dicefer")
+
+
+def auto_precision(method) -> str:
+    """What ``precision="auto"`` runs ``method`` in: bf16 where its bf16 inference is measured harmless
+    (``BF16_MEASURED``) and its device runs it faster (a GPU with bf16; a CPU with AMX or Arm BF16, or AVX512-BF16
+    for these convolutional networks: ``cpu_bf16_convs_are_faster``), else fp32 (UA-FER, the built-in and
+    imported models: not measured)."""
+    import torch
+
+    from ferkit.engine.devices import cpu_bf16_convs_are_faster
+
+    if method.name not in BF16_MEASURED:
+        return "fp32"
+    if method.device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if method.device.type == "cpu" and cpu_bf16_convs_are_faster() else "fp32"
 
 
 def model_from_method(method, precision: str = "fp32", device: str = "auto") -> FERModel:
@@ -97,6 +117,7 @@ def model_from_method(method, precision: str = "fp32", device: str = "auto") -> 
             "label_space": method.label_space.to_dict(), "preprocessing": method.preprocessing().to_dict(),
             "describe": method.describe()}
     method.eval_mode()
+    precision = auto_precision(method) if precision == "auto" else precision
     return FERModel(TorchEngine(method, precision=precision), source=f"<{method.name} in memory>",
                     device=device)
 
