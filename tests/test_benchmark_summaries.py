@@ -75,6 +75,42 @@ def test_demo_seeds_summary_pairs_each_row_at_another_size_with_the_same_row_at_
     assert "  baseline @32px - baseline @48px: +0.000 [+0.000, +0.000] (95% t, 3 paired seeds)" in acc
 
 
+def test_demo_seeds_summary_pairs_channels_last_rows_with_their_twins_and_within_their_layout():
+    demo = load("demo_seeds")
+    rows = []
+    for seed in range(3):
+        for cl, shift in ((False, 0.0), (True, 0.01 * seed)):
+            extra = {"channels_last": True} if cl else {}
+            rows += [{"seed": seed, "method": "baseline (ResNet-18, CE)", "resnet_size": 48, "stage1_epochs": None,
+                      "accuracy": 0.7, "linear_probe": 0.7, "subject_probe_64": 0.9, **extra},
+                     {"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "resnet_size": 48, "stage1_epochs": 40,
+                      "accuracy": 0.6 + shift, "linear_probe": 0.6, "subject_probe_64": 0.7, **extra}]
+    acc = demo.summary(rows).split("linear_probe")[0]
+    assert "  DICE-FER s1=40 @48px - baseline @48px: -0.100 [-0.100, -0.100]" in acc
+    assert "  DICE-FER s1=40 channels-last @48px - baseline channels-last @48px: -0.090 [" in acc
+    assert "  DICE-FER s1=40 channels-last @48px - DICE-FER s1=40 @48px: +0.010 [-0.015, +0.035]" in acc
+    assert "  baseline channels-last @48px - baseline @48px: +0.000" in acc
+    assert "channels-last @48px - baseline @48px" not in acc.replace("baseline channels-last @48px - baseline", "")
+
+
+def test_bench_inference_counts_a_models_flops_in_the_path_predict_runs():
+    """GFLOP a face: PyTorch's counter around the engine's forward on one face (here one 16 -> 3 linear map:
+    2 x 16 x 3 FLOPs)."""
+    import sys
+    from types import SimpleNamespace
+
+    import torch
+
+    sys.path.insert(0, str(BENCH.parent / "speed"))
+    spec = importlib.util.spec_from_file_location("bench_inference", BENCH.parent / "speed" / "bench_inference.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    w = torch.ones(3, 16)
+    model = SimpleNamespace(preprocessing=SimpleNamespace(channels=1, size=4),
+                            engine=SimpleNamespace(forward=lambda x: torch.as_tensor(x).flatten(1) @ w.t()))
+    assert bench.gflop_per_face(model) == pytest.approx(96e-9)
+
+
 def test_time_make_demo_splits_the_wall_time_at_makes_echo_and_the_demos_headers():
     spec = importlib.util.spec_from_file_location("time_make_demo", BENCH.parent / "speed" / "time_make_demo.py")
     mod = importlib.util.module_from_spec(spec)

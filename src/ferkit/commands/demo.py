@@ -102,18 +102,21 @@ STAGE1_EPOCHS = 40
 #: the side the ResNet-18 methods (and their identity pretraining) train at, resized from the rendered faces:
 #: 48 px costs ~0.6x of 64 px per step, which pays for a stage 1 run to its plateau within make demo's 10 minutes
 RESNET_SIZE = 48
+#: the ResNet-18 rows' convolutional weights in channels-last memory (``train.channels_last``)
+CHANNELS_LAST = False
 
 
 def demo_entries(size: int, epochs: int, stage1_epochs: int | None = None,
-                 resnet_size: int | None = None) -> list[DemoEntry]:
+                 resnet_size: int | None = None, channels_last: bool | None = None) -> list[DemoEntry]:
     """The methods the demo trains, in table order; ``stage1_epochs`` is DICE-FER's stage-1 budget (None:
     ``STAGE1_EPOCHS``; the plateau stop may end it sooner); ``resnet_size`` the side the ResNet-18 methods
-    train at (None: ``size``)."""
+    train at (None: ``size``); ``channels_last`` their ``train.channels_last`` (None: ``CHANNELS_LAST``)."""
     rs = size if resnet_size is None else resnet_size
+    cl = {"channels_last": CHANNELS_LAST if channels_last is None else bool(channels_last)}
     return [
         DemoEntry("baseline (ResNet-18, CE)", "baseline",
                   model={"image_size": rs, "augment": "flip", "whitening": "per_image"},
-                  train={"epochs": epochs, "lr": 1e-3, "batch_size": 32}, prepare="resnet18-identity"),
+                  train={"epochs": epochs, "lr": 1e-3, "batch_size": 32, **cl}, prepare="resnet18-identity"),
         # DICE-FER at its paper settings except sizes: the three stages, SER pairs from different identities.
         # lr 3e-4 and batch 64: at lr 1e-3 the stage-1 MI game collapsed to 0 nats in 2 of 3 measured runs
         # (and, with the current defaults, sat at ~0 nats for epochs 3-8 of a 20-epoch stage 1 before rising).
@@ -127,7 +130,7 @@ def demo_entries(size: int, epochs: int, stage1_epochs: int | None = None,
                   model={"image_size": rs, "augment": "flip", "delta_warmup_steps": 100,
                          "stage1_epochs": STAGE1_EPOCHS if stage1_epochs is None else stage1_epochs,
                          "stage2_epochs": 1, "stage3_epochs": max(1, epochs // 2)},
-                  train={"lr": 3e-4, "batch_size": 64}, prepare="resnet18-identity"),
+                  train={"lr": 3e-4, "batch_size": 64, **cl}, prepare="resnet18-identity"),
         # UA-FER, paper variant, fine-tuning the tiny CLIP pretrained contrastively on faces of other people
         # captioned with their expression (the stand-in for OpenAI's CLIP, which cannot be had here); its size
         # comes from the file, whatever --resnet-size. 10 epochs at the default 8: the learning test's fine-tuning.
@@ -309,7 +312,8 @@ def _stage1_evidence(seeds: Path) -> list[str]:
     from ferkit.study.evidence import interval_text, paired_from_rows, read_jsonl
 
     a, b = "baseline (ResNet-18, CE)", "DICE-FER (4x ResNet-18, DV MI)"
-    rows = [r for r in read_jsonl(seeds) if r.get("resnet_size") == RESNET_SIZE]
+    rows = [r for r in read_jsonl(seeds)
+            if r.get("resnet_size") == RESNET_SIZE and bool(r.get("channels_last")) == CHANNELS_LAST]
     budgets = sorted({r["stage1_epochs"] for r in rows if r.get("stage1_epochs")} - {STAGE1_EPOCHS}, reverse=True)
     at_demo = [r for r in rows if r.get("stage1_epochs") in (None, STAGE1_EPOCHS)]   # the baseline and the demo's
     acc = paired_from_rows(at_demo, "method", a, b, "accuracy")
