@@ -49,10 +49,11 @@ EXAMPLES = (
 )
 
 def _prepare_resnet18_identity(out: Path, size: int, seed: int, device: str, quick: bool = False,
-                               train_size: int | None = None) -> tuple[dict, str]:
+                               train_size: int | None = None, channels_last: bool = False) -> tuple[dict, str]:
     """The stand-in for a face-recognition ResNet-18 (CASIA-WebFace / MS-Celeb): identity classification
     on a SynthFER render of other people (seed 10_000 + seed) at the demo's ``size``, trained at the side its
-    methods run at (``train_size``, resized as they resize), written where --backbone-weights reads it."""
+    methods run at (``train_size``, resized as they resize) in their memory layout (``channels_last``), written
+    where --backbone-weights reads it."""
     from ferkit.pretrain.resnet import (
         IdentityPretrainConfig,
         identity_split,
@@ -64,7 +65,7 @@ def _prepare_resnet18_identity(out: Path, size: int, seed: int, device: str, qui
              **(QUICK["pretrain_synth"] if quick else {})}
     split = identity_split("synthetic", None, synth=synth)
     cfg = IdentityPretrainConfig(image_size=train_size or size, epochs=QUICK["pretrain_epochs"] if quick else 6,
-                                 seed=seed, device=device)
+                                 seed=seed, device=device, channels_last=channels_last)
     trunk, hist = pretrain_identity_resnet(split, cfg)
     path = save_resnet_weights(trunk, out / "pretrained" / "resnet18_synthid.pth",
                                {"task": "identity classification", "synth": synth, "final": hist[-1]})
@@ -74,7 +75,7 @@ def _prepare_resnet18_identity(out: Path, size: int, seed: int, device: str, qui
 
 
 def _prepare_clip_captions(out: Path, size: int, seed: int, device: str, quick: bool = False,
-                           train_size: int | None = None) -> tuple[dict, str]:
+                           train_size: int | None = None, channels_last: bool = False) -> tuple[dict, str]:
     """The stand-in for OpenAI's CLIP: the tiny CLIP (64 px, whatever the demo's sizes) trained contrastively
     on captioned faces of other SynthFER people (seed 20_000 + seed), written where --clip-path reads it."""
     from ferkit.pretrain.clip import CLIP_DEMO, pretrain_clip, pretraining_splits, save_clip_checkpoint
@@ -92,8 +93,9 @@ def _prepare_clip_captions(out: Path, size: int, seed: int, device: str, quick: 
             f"zero-shot on held-out people {hist[-1]['zero_shot_name']:.2f}, chance 0.14) -> {path}")
 
 
-#: named preparations of starting weights: (out, size, seed, device, quick, train_size) -> ({"train"/"model":
-#: overrides}, text); ``train_size`` is the image side of the first entry that asks for them
+#: named preparations of starting weights: (out, size, seed, device, quick, train_size, channels_last) ->
+#: ({"train"/"model": overrides}, text); ``train_size`` and ``channels_last`` (its memory layout; the tiny CLIP,
+#: a ViT, ignores it) are those of the first entry that asks for them
 PREPARERS = {"resnet18-identity": _prepare_resnet18_identity, "clip-captions": _prepare_clip_captions}
 
 
@@ -207,7 +209,8 @@ def run_demo(out: str | Path, identities: int = 24, images_per_identity: int = 5
             if entry.prepare not in prepared:
                 print(f"\n== starting weights: {entry.prepare} ==")
                 prepared[entry.prepare] = PREPARERS[entry.prepare](out, size, seed, device, quick,
-                                                                   model.get("image_size"))
+                                                                   model.get("image_size"),
+                                                                   bool(tr.get("channels_last", False)))
                 print(prepared[entry.prepare][1])
             over = prepared[entry.prepare][0]
             tr.update(over.get("train", {}))

@@ -24,7 +24,8 @@ def run_on_engine(name: str, split, cfg, batch_size: int, build: Callable, out: 
         exp = ExperimentConfig(
             method=name, data=DataConfig(dataset=split.name, cache=out is not None),
             train=TrainConfig(epochs=cfg.epochs, batch_size=batch_size, lr=cfg.lr, seed=cfg.seed, device=cfg.device,
-                              precision=cfg.precision, out=str(run_dir), eval_every=0),
+                              precision=cfg.precision, out=str(run_dir), eval_every=0,
+                              channels_last=bool(getattr(cfg, "channels_last", False))),
             model=cfg)
         method = build(exp, resolve_device(cfg.device))
         result = train(exp, resume=resume, splits={"train": split}, progress=progress, method=method,

@@ -47,6 +47,7 @@ class IdentityPretrainConfig:
     seed: int = 0
     precision: str = "fp32"        # fp32 (exact) | bf16 | auto (bf16 where the CPU/GPU has it)
     device: str = "auto"
+    channels_last: bool = False    # the trunk's weights in channels-last memory (train.channels_last; opt-in)
 
 
 def _subject_split(split: DatasetSplit) -> tuple[DatasetSplit, np.ndarray, int]:
@@ -204,6 +205,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--precision", default="fp32", choices=("auto", "bf16", "fp32"),
                    help="default fp32 (bf16 changes numbers; auto: bf16 where the hardware has it)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="the trunk's weights in channels-last memory: faster steps on CPUs, numbers moved by float "
+                        "rounding (train.channels_last)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -215,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
     split = identity_split(args.dataset, args.data_path, synth=synth)
     cfg = IdentityPretrainConfig(image_size=args.size, channels=args.channels, epochs=args.epochs,
                                  batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                 precision=args.precision, device=args.device)
+                                 precision=args.precision, device=args.device, channels_last=args.channels_last)
     source = args.data_path or f"SynthFER render {json.dumps(synth, sort_keys=True)}"
     print(f"pretrain resnet18: identity classification on {len(split)} images of "
           f"{np.unique(split.subjects).size} subjects from {args.dataset} ({source})", flush=True)
