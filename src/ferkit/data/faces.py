@@ -297,6 +297,9 @@ def _load_mtcnn(device) -> dict:
             raise FerkitError(f"MTCNN weights {path} are missing; reinstall with `{MTCNN_REMEDY} --force-reinstall`.")
         net = cls(pretrained=False)
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        nets[name] = net.to(device).eval()
+        net = net.to(device).eval()
+        if torch.device(device).type == "cpu":  # NHWC: oneDNN's CPU convolutions and max-pools run ~1.3x faster on it;
+            net.to(memory_format=torch.channels_last)   # the boxes move by float rounding (tests/test_detect_batch.py)
+        nets[name] = net
     nets["detect_face"] = detect_face
     return nets
