@@ -213,8 +213,9 @@ def _mean_std(m: dict) -> str:
 
 
 def sweep_section(folder: Path) -> list[str]:
-    """The confounding sweep across its levels (``c<level>/summary.json``) and its stage-1 record
-    (``stage1.json``, written by ``benchmarks/studies/confounding_report.py``)."""
+    """The confounding sweep across its levels (``c<level>/summary.json``), the longer-stage-1 study at 0
+    (``longer_stage1/summary.json``) and the stage-1 record (``stage1.json``, written by
+    ``benchmarks/studies/confounding_report.py``)."""
     from scipy.stats import spearmanr
 
     levels = sorted((float(p.parent.name[1:]), json.loads(p.read_text())) for p in folder.glob("c*/summary.json"))
@@ -240,17 +241,18 @@ def sweep_section(folder: Path) -> list[str]:
         m, pd = s["metrics"]["identity_probe_matched"], s["paired"]["identity_probe_matched"]
         lines.append(f"| {c:g} | " + " | ".join(f"{m[a]['mean']:.3f} ± {m[a]['std']:.3f}" for a in arms)
                      + f" | {_gap(pd.get('dicefer-baseline'))} | {_gap(pd.get('dicefer_pretrained-baseline'))} |")
-    for c, s in levels:                                     # a level's extra arms (the longer stage 1 at 0)
+    longer = folder / "longer_stage1" / "summary.json"       # the study at 0 of a longer stage 1
+    if longer.is_file():
+        s = json.loads(longer.read_text())
         extra = [a for a in s["configs"] if a not in arms]
-        if not extra:
-            continue
         pairs = [p for p in s["paired"]["accuracy"] if any(p.startswith(a + "-") for a in extra)]
         runs = min(s["metrics"]["accuracy"][a]["n"] for a in extra)
-        lines += ["", f"At confounding {c:g}, the extra arms {', '.join(f'`{a}`' for a in extra)} "
+        lines += ["", f"At confounding 0, a second study (`longer_stage1/`) adds {', '.join(f'`{a}`' for a in extra)} "
+                  f"beside the level's {', '.join(f'`{a}`' for a in s['configs'] if a in arms)} "
                   f"({runs} paired seed{'s' if runs != 1 else ''}; accuracy and subject probe at 64-D, mean ± std; "
                   "paired accuracy differences):", "",
                   "| arm (runs) | accuracy | subject probe at 64-D | training seconds |", "|---|---|---|---|"]
-        for a in [*arms, *extra]:
+        for a in s["configs"]:
             m = {k: s["metrics"][k][a] for k in ("accuracy", "identity_probe_matched", "train_seconds")}
             lines.append(f"| `{a}` ({m['accuracy']['n']}) | {_mean_std(m['accuracy'])} | "
                          f"{_mean_std(m['identity_probe_matched'])} | "

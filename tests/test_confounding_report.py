@@ -107,23 +107,38 @@ def test_the_docs_section_calls_a_level_only_with_three_seeds_and_says_where_dic
     assert "levels with fewer than 3 paired seeds (0, 1) are not called either way." in text
 
 
-def test_a_levels_extra_arms_get_their_own_table_and_stay_out_of_the_sweeps_columns(tmp_path):
+def test_the_longer_stage1_study_gets_its_own_table_and_stays_out_of_the_sweeps_columns(tmp_path):
     gen = load(ROOT / "docs" / "gen_pages.py", "gen_pages")
+    report = load(ROOT / "benchmarks" / "studies" / "confounding_report.py", "confounding_report")
     fake_sweep(tmp_path)
-    path = tmp_path / "c0" / "summary.json"
-    s = json.loads(path.read_text())
-    s["configs"] += ["dicefer_long", "baseline_long"]
-    for key in ("accuracy", "identity_probe_matched"):
-        s["metrics"][key].update({a: {"mean": 0.6, "std": 0.02, "n": 3} for a in ("dicefer_long", "baseline_long")})
-        s["paired"][key]["dicefer_long-baseline_long"] = _gap(-0.04, -0.07, -0.01, 3)
-    s["metrics"]["train_seconds"] = {a: {"mean": 100.0, "std": 1.0, "n": 3} for a in s["configs"]}
-    path.write_text(json.dumps(s))
+    longer = tmp_path / "longer_stage1"
+    names = ["baseline", "dicefer", "dicefer_long", "baseline_long"]
+    metric = {a: {"mean": 0.6, "std": 0.02, "n": 2 if a.endswith("long") else 3} for a in names}
+    paired = {"dicefer_long-baseline_long": _gap(-0.04, -0.07, -0.01, 2), "dicefer-baseline": _gap(0.0, -0.1, 0.1, 3)}
+    longer.mkdir()
+    (longer / "summary.json").write_text(json.dumps({
+        "configs": names, "seeds": [0, 1, 2], "metrics": {
+            "accuracy": metric, "identity_probe_matched": metric,
+            "train_seconds": {a: {"mean": 100.0, "std": 1.0, "n": 3} for a in names}},
+        "paired": {"accuracy": paired, "identity_probe_matched": paired}}))
+    run = longer / "dicefer_long" / "seed0"                      # its DICE-FER runs join level 0's stage-1 record
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"metrics": {"accuracy": 0.61}}))
+    (run / "metrics.csv").write_text("phase,epoch,train_mi_global,train_mi_local\nstage1,1,1.0,2.0\n")
+    report.main(["--out", str(tmp_path)])
+    assert len(report.levels(tmp_path)) == 2                       # the study is no level of its own
+    runs = json.loads((tmp_path / "stage1.json").read_text())["runs"]
+    assert [r for r in runs if r["arm"] == "dicefer_long"] == [
+        {"level": 0.0, "arm": "dicefer_long", "seed": 0, "epochs": 1, "mi_end": 3.0, "mi_rise_last5": 0.0,
+         "accuracy": 0.61, "mi_by_epoch": [3.0]}]
     lines = gen.sweep_section(tmp_path)
     header = next(line for line in lines if line.startswith("| confounding | seeds |"))
     assert "long" not in header
     text = "\n".join(lines)
-    assert "At confounding 0, the extra arms `dicefer_long`, `baseline_long` (3 paired seeds" in text
-    assert "| `dicefer_long-baseline_long` | -0.040 [-0.070, -0.010] 0/3 **≠0** |" in text
+    assert ("At confounding 0, a second study (`longer_stage1/`) adds `dicefer_long`, `baseline_long` beside the "
+            "level's `baseline`, `dicefer` (2 paired seeds") in text
+    assert "| `dicefer_long-baseline_long` | -0.040 [-0.070, -0.010] 0/2 **≠0** |" in text
+    assert "| `dicefer-baseline` | +0.000" not in text.split("a second study")[1]   # only the long arms' pairs
 
 
 def test_the_sweeps_arms_differ_only_where_they_say_and_its_contrasts_name_arms_it_trains():
@@ -139,12 +154,31 @@ def test_the_sweeps_arms_differ_only_where_they_say_and_its_contrasts_name_arms_
         assert p["train"].pop("backbone_weights") == "start.pth" and p == d
         stages = sum(d["model"][f"stage{k}_epochs"] for k in (1, 2, 3))
         assert arms["baseline_budget"]["train"]["epochs"] == stages == 24
-    long = sweep.arms(0.0, "start.pth")
+    long = sweep.longer_stage1_arms("start.pth")
     assert long["baseline_budget_52"]["train"]["epochs"] == sum(
         long["dicefer_stage1_40"]["model"][f"stage{k}_epochs"] for k in (1, 2, 3)) == 52
-    assert set(sweep.arms(0.5, "s")) == {"baseline", "baseline_budget", "dicefer", "dicefer_pretrained"}
+    level = sweep.arms(0.0, "start.pth")                        # the same runs as the level's where names meet
+    assert long["baseline"] == level["baseline"] and long["dicefer"] == level["dicefer"]
+    assert {k: v for k, v in long["dicefer_stage1_40"]["model"].items() if k != "stage1_epochs"} == {
+        k: v for k, v in level["dicefer"]["model"].items() if k != "stage1_epochs"}
+    for pair in sweep.LONGER_CONTRASTS:
+        assert set(pair.split("-")) <= set(long), pair
+    assert set(sweep.arms(0.0, "s")) == {"baseline", "baseline_budget", "dicefer", "dicefer_pretrained"}
 
 
 def _canonical(d: dict) -> str:
     """A mapping as one comparable string."""
     return json.dumps(d, sort_keys=True)
+
+
+def test_the_sweep_runs_the_longer_stage1_study_at_zero_only_and_stops_it_at_its_seeds(tmp_path, capsys):
+    sweep = load(ROOT / "benchmarks" / "studies" / "study_confounding.py", "study_confounding")
+    assert sweep.main(["--levels", "0", "1", "--seeds", "8", "--out", str(tmp_path), "--dry-run"]) == 0
+    cmds = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ferkit compare")]
+    seeds = [(c.split("--out ")[1].split()[0].rsplit("/", 1)[1], c.split("--seeds ")[1].split()[0]) for c in cmds]
+    assert seeds == [("c0", "2"), ("c1", "2"), ("longer_stage1", "2"), ("c0", "4"), ("c1", "4"),
+                     ("longer_stage1", "4"), ("c0", "8"), ("c1", "8")]
+    assert sorted(p.name for p in (tmp_path / "longer_stage1" / "configs").iterdir()) == [
+        "baseline.yaml", "baseline_budget_52.yaml", "dicefer.yaml", "dicefer_stage1_40.yaml"]
+    assert sweep.main(["--levels", "0.5", "--seeds", "2", "--out", str(tmp_path / "b"), "--dry-run"]) == 0
+    assert "longer_stage1" not in capsys.readouterr().out

@@ -7,7 +7,7 @@ Reads each level's ``summary.json`` (written by ``ferkit compare`` through ``stu
 * ``sweep.png``: left, each arm's accuracy minus the baseline's against the confounding level, the mean over
   paired seeds with its 95 % Student-t interval; right, the subject probe on the expression embedding cut to
   64 dimensions (lower: less identity), each arm's mean with the 95 % interval of that mean;
-* ``stage1.json``: per DICE-FER run (level, arm, seed), what its stage 1 did, read from the run's local
+* ``stage1.json``: per DICE-FER run (level, arm, seed; ``longer_stage1/``'s runs at level 0), what its stage 1 did, read from the run's local
   ``metrics.csv``: the epochs it ran, its MI estimate (global + local, nats) at its end and how much that rose
   over its last 5 epochs and per epoch, beside the run's test accuracy. Runs whose logs are gone (a fresh
   clone keeps only each run's ``result.json``) keep the record stored before;
@@ -30,6 +30,7 @@ from ferkit.report.plots import _figure, _save  # ferkit's Agg figures (no pyplo
 from ferkit.study.stats import t_interval
 
 ROOT = Path(__file__).resolve().parents[2]
+LONGER = "longer_stage1"         # the study of a longer stage 1 at confounding 0 (its runs join level 0's record)
 ARMS = ("baseline", "baseline_budget", "dicefer", "dicefer_pretrained")
 LABELS = {"baseline": "baseline (15 epochs)", "baseline_budget": "baseline at DICE-FER's steps (24 epochs)",
           "dicefer": "DICE-FER, random init", "dicefer_pretrained": "DICE-FER, identity-pretrained start"}
@@ -73,7 +74,8 @@ def stage1_record(out: Path) -> list[dict]:
     path = out / "stage1.json"
     stored = {(r["level"], r["arm"], r["seed"]): r for r in json.loads(path.read_text())["runs"]} \
         if path.is_file() else {}
-    for level, folder in levels(out):
+    studies = [*levels(out), *([(0.0, out / LONGER)] if (out / LONGER).is_dir() else [])]
+    for level, folder in studies:
         for arm in sorted(p.name for p in folder.glob("dicefer*") if p.is_dir()):   # every DICE-FER arm
             for run in sorted((folder / arm).glob("seed*")):
                 seed = int(run.name[4:])

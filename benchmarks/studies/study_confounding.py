@@ -16,9 +16,13 @@ per seed, four arms on the same render and split:
   dicefer_pretrained  DICE-FER from the identity-pretrained ResNet-18 (``ferkit pretrain resnet18`` on 60 other
                       people, 6 epochs), its only difference from ``dicefer``.
 
-At confounding 0, where DICE-FER's stage-1 MI is still rising at 12 epochs, two more arms ask whether a longer
-stage 1 closes the gap at equal budget: ``dicefer_stage1_40`` (stage 1 up to 40 epochs, its plateau stop
-kept) and ``baseline_budget_52`` (the baseline at that budget in optimiser steps, 40 + 2 + 10 epochs).
+At confounding 0, where DICE-FER's stage-1 MI is still rising at 12 epochs, a second study at that level
+(OUT/longer_stage1/) asks whether a longer stage 1 closes the gap at equal budget: ``dicefer_stage1_40`` (stage
+1 up to 40 epochs, its plateau stop kept) and ``baseline_budget_52`` (the baseline at that budget in optimiser
+steps, 40 + 2 + 10 epochs), beside the level's ``baseline`` and ``dicefer`` (the same configurations, so the
+same runs where they are copied in). Its two long arms take about 16 minutes a seed on 2 cores, the four
+arms of a level about 9, so it stops at ``--longer-stage1-seeds`` (default 4: there every interval of its
+accuracy contrasts excluded 0).
 
 Runs go seed-major over the levels in rounds (2, 4, then --seeds), so a sweep stopped early still has paired
 seeds at every level; rerunning the same command keeps finished runs and resumes a half-written one (``ferkit
@@ -52,33 +56,39 @@ def rel(path: Path) -> str:
 
 
 def arms(c: float, backbone: str) -> dict[str, dict]:
-    """The four configurations at confounding ``c`` (same data, split, lr, batch and augmentation), and the two
-    longer-stage-1 ones at 0."""
+    """The four configurations at confounding ``c`` (same data, split, lr, batch and augmentation)."""
     data = {"dataset": "synthetic", "data_path": "", "synth_identities": 60, "synth_images_per_identity": 20,
             "synth_size": 48, "synth_confounding": float(c), "synth_seed": 0}
     train = {"batch_size": 32, "lr": 3e-4, "device": "auto", "precision": "fp32"}
     model = {"image_size": 48, "channels": 1, "align": "none", "augment": "dicefer14"}
-    stages = STAGES
     baseline = {"method": "baseline", "data": data, "train": {**train, "epochs": 15}, "model": model}
-    budget = {**baseline, "train": {**train, "epochs": sum(stages.values())}}
-    dicefer = {"method": "dicefer", "data": data, "train": {**train, "epochs": stages["stage3_epochs"]},
-               "model": {**model, "whitening": "per_image", "zeta_adv": 0.025, **stages}}
+    budget = {**baseline, "train": {**train, "epochs": sum(STAGES.values())}}
+    dicefer = {"method": "dicefer", "data": data, "train": {**train, "epochs": STAGES["stage3_epochs"]},
+               "model": {**model, "whitening": "per_image", "zeta_adv": 0.025, **STAGES}}
     pretrained = {**dicefer, "train": {**dicefer["train"], "backbone_weights": backbone}}
-    found = {"baseline": baseline, "baseline_budget": budget, "dicefer": dicefer, "dicefer_pretrained": pretrained}
-    if c == 0:                  # why DICE-FER loses where nothing confounds: its stage 1 is still learning at 12
-        found[f"dicefer_stage1_{LONG_STAGE1}"] = {**dicefer, "model": {**dicefer["model"], **LONG_STAGES}}
-        found[f"baseline_budget_{sum(LONG_STAGES.values())}"] = {
-            **baseline, "train": {**train, "epochs": sum(LONG_STAGES.values())}}
-    return found
+    return {"baseline": baseline, "baseline_budget": budget, "dicefer": dicefer, "dicefer_pretrained": pretrained}
 
 
 def contrasts(c: float) -> list[str]:
     """The paired differences beyond each arm minus the baseline."""
-    found = ["dicefer_pretrained-dicefer", "dicefer-baseline_budget"]
-    if c == 0:
-        budget = sum(LONG_STAGES.values())
-        found += [f"dicefer_stage1_{LONG_STAGE1}-baseline_budget_{budget}", f"dicefer_stage1_{LONG_STAGE1}-dicefer"]
-    return found
+    return ["dicefer_pretrained-dicefer", "dicefer-baseline_budget"]
+
+
+#: the study at confounding 0 asking why DICE-FER loses there (its stage 1 is still learning at 12 epochs)
+LONGER = "longer_stage1"
+LONGER_CONTRASTS = [f"dicefer_stage1_{LONG_STAGE1}-baseline_budget_{sum(LONG_STAGES.values())}",
+                    f"dicefer_stage1_{LONG_STAGE1}-dicefer"]
+
+
+def longer_stage1_arms(backbone: str) -> dict[str, dict]:
+    """Confounding 0's ``baseline`` and ``dicefer``, DICE-FER with stage 1 up to 40 epochs, and the baseline
+    at that DICE-FER's budget in optimiser steps."""
+    level = arms(0.0, backbone)
+    baseline, dicefer = level["baseline"], level["dicefer"]
+    return {"baseline": baseline, "dicefer": dicefer,
+            f"dicefer_stage1_{LONG_STAGE1}": {**dicefer, "model": {**dicefer["model"], **LONG_STAGES}},
+            f"baseline_budget_{sum(LONG_STAGES.values())}": {
+                **baseline, "train": {**baseline["train"], "epochs": sum(LONG_STAGES.values())}}}
 
 
 def pretrained_start(out: Path) -> str:
@@ -97,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.5, 0.8, 0.95, 1.0])
     p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--longer-stage1-seeds", type=int, default=4,
+                   help="paired seeds of the longer-stage-1 study at confounding 0 (at most --seeds)")
     p.add_argument("--out", default="benchmarks/results/study_confounding")
     p.add_argument("--dry-run", action="store_true", help="write the configs and print the commands only")
     args = p.parse_args(argv)
@@ -104,23 +116,29 @@ def main(argv: list[str] | None = None) -> int:
     backbone = rel(out / "resnet18_faceid.pth") if args.dry_run else pretrained_start(out)
     rounds = sorted({min(2, args.seeds), min(4, args.seeds), args.seeds})
     t0 = time.time()
+    longer_done: set[int] = set()
     for seeds in rounds:
-        for c in args.levels:
-            study = out / f"c{c:g}"
+        studies = [(f"c{c:g}", arms(c, backbone), contrasts(c), seeds, f"confounding {c:g}") for c in args.levels]
+        longer = min(seeds, args.longer_stage1_seeds)
+        if 0.0 in args.levels and longer >= 1 and longer not in longer_done:
+            longer_done.add(longer)
+            studies.append((LONGER, longer_stage1_arms(backbone), LONGER_CONTRASTS, longer,
+                            "longer stage 1 at confounding 0"))
+        for folder, configs, pairs_of, n, what in studies:
+            study = out / folder
             (study / "configs").mkdir(parents=True, exist_ok=True)
             pairs = []
-            for name, cfg in arms(c, backbone).items():
+            for name, cfg in configs.items():
                 path = study / "configs" / f"{name}.yaml"
                 path.write_text(yaml.safe_dump(cfg, sort_keys=False))
                 pairs.append(f"{name}={rel(path)}")
-            cmd = [*FERKIT, "compare", *pairs, "--seeds", str(seeds), "--out", rel(study), "--keep-checkpoints",
-                   "selected", *(a for pair in contrasts(c) for a in ("--contrast", pair))]
+            cmd = [*FERKIT, "compare", *pairs, "--seeds", str(n), "--out", rel(study), "--keep-checkpoints",
+                   "selected", *(a for pair in pairs_of for a in ("--contrast", pair))]
             print("$ ferkit " + " ".join(cmd[3:]), flush=True)
             if args.dry_run:
                 continue
             code = subprocess.run(cmd, cwd=ROOT).returncode
-            print(f"confounding {c:g}, {seeds} seeds: exit {code}, {time.time() - t0:.0f} s since the start",
-                  flush=True)
+            print(f"{what}, {n} seeds: exit {code}, {time.time() - t0:.0f} s since the start", flush=True)
             if code != 0:
                 return code
     return 0
