@@ -141,6 +141,7 @@ def test_stage1_evidence_pairs_the_demos_budget_with_the_baseline_and_with_each_
 
     monkeypatch.setattr(demo, "STAGE1_EPOCHS", 20)
     monkeypatch.setattr(demo, "RESNET_SIZE", 32)
+    monkeypatch.setattr(demo, "CHANNELS_LAST", False)     # the rows below carry no layout: contiguous
     rows = []
     for seed, (base, long, short) in enumerate(((0.60, 0.70, 0.50), (0.62, 0.74, 0.51), (0.58, 0.72, 0.52))):
         for size, shift in ((32, 0.0), (48, 0.3)):   # rows at another image side must not be pooled either
@@ -156,8 +157,47 @@ def test_stage1_evidence_pairs_the_demos_budget_with_the_baseline_and_with_each_
     # accuracy short - base: -0.10, -0.11, -0.06 -> mean -0.090; subject 0.7 - 0.9 = -0.2 on every seed
     assert lines[0].startswith("  DICE-FER - baseline, accuracy: -0.090 [")
     assert "subject@64: -0.200 [-0.200, -0.200] over 3 paired seeds" in lines[0]
-    assert "rows at 32 px, DICE-FER's stage 1 at 20 epochs" in lines[0]
+    assert "rows at 32 px, contiguous, DICE-FER's stage 1 at 20 epochs" in lines[0]
     # 40 - 20: +0.20, +0.23, +0.20 -> +0.210; subject -0.1
     assert lines[1].startswith("  DICE-FER with stage 1 at 40 instead of 20 epochs, accuracy: +0.210 [")
     assert "subject@64: -0.100 [-0.100, -0.100] over 3 paired seeds" in lines[1]
     assert len(lines) == 2
+
+
+def test_stage1_evidence_pairs_within_one_memory_layout_and_says_where_a_budget_comes_from_the_other(
+        tmp_path, monkeypatch):
+    """Channels-last rows pair with channels-last rows only: the demo's line comes from its own layout, a budget
+    stored only in the other layout is paired there (and says so), and each row against its twin in the other
+    layout gets its own line."""
+    import json
+
+    from ferkit.commands import demo
+
+    monkeypatch.setattr(demo, "STAGE1_EPOCHS", 40)
+    monkeypatch.setattr(demo, "RESNET_SIZE", 48)
+    monkeypatch.setattr(demo, "CHANNELS_LAST", True)
+    base, dice = "baseline (ResNet-18, CE)", "DICE-FER (4x ResNet-18, DV MI)"
+    rows = []
+    for seed in range(3):
+        rows += [{"seed": seed, "method": base, "resnet_size": 48, "stage1_epochs": None, "accuracy": 0.60 + 0.01 * seed,
+                  "subject_probe_64": 0.9},
+                 {"seed": seed, "method": dice, "resnet_size": 48, "stage1_epochs": 40, "accuracy": 0.50,
+                  "subject_probe_64": 0.7},
+                 {"seed": seed, "method": dice, "resnet_size": 48, "stage1_epochs": 20, "accuracy": 0.40,
+                  "subject_probe_64": 0.8},
+                 {"seed": seed, "method": base, "resnet_size": 48, "stage1_epochs": None, "channels_last": True,
+                  "accuracy": 0.65 + 0.01 * seed, "subject_probe_64": 0.9},
+                 {"seed": seed, "method": dice, "resnet_size": 48, "stage1_epochs": 40, "channels_last": True,
+                  "accuracy": 0.52, "subject_probe_64": 0.6}]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = demo._stage1_evidence(path)
+    # channels-last: 0.52 - (0.65, 0.66, 0.67) -> -0.140; subject 0.6 - 0.9 = -0.3 (not the contiguous -0.2)
+    assert lines[0].startswith("  DICE-FER - baseline, accuracy: -0.140 [")
+    assert "subject@64: -0.300 [-0.300, -0.300]" in lines[0] and "48 px, channels-last," in lines[0]
+    # 20 epochs exist only among the contiguous rows: 0.40 - 0.50 there
+    assert lines[1].startswith("  DICE-FER with stage 1 at 20 instead of 40 epochs, accuracy: -0.100 [")
+    assert lines[1].endswith("(contiguous rows)")
+    assert lines[2].startswith("  baseline, channels-last - contiguous memory, accuracy: +0.050 [+0.050, +0.050]")
+    assert lines[3].startswith("  DICE-FER, channels-last - contiguous memory, accuracy: +0.020 [+0.020, +0.020]")
+    assert len(lines) == 4

@@ -7,7 +7,9 @@ stage settings, stage 1 cut to ``--stage1-epochs``, random init: a step's cost d
 under ``torch.profiler`` and reports each group of operators' share of the CPU time: convolution forward and
 backward, batch norm, pooling, the optimizers' steps, data loading, the rest. Beside it, one ResNet-18 of the
 row (1 channel, its side, batch 64) forward + backward, the median of 8 steps: at 1 and 2 threads (how much a
-second core buys) and in channels-last memory (whether oneDNN's NHWC kernels are faster here). ``--store``
+second core buys) and in channels-last memory (whether oneDNN's NHWC kernels are faster here); and the whole row (stage 3 cut to one
+epoch) in contiguous against channels-last memory, interleaved three times (``row_seconds``: what a faster step
+buys the row). ``--store``
 writes ``benchmarks/results/speed/demo_dicefer_profile.json`` with the machine (docs' Speed page).
 """
 
@@ -33,16 +35,17 @@ GROUPS = {
 SPANS = {"optimizer steps": "Optimizer.step", "data loading": "enumerate(DataLoader)"}
 
 
-def profile_row(stage1_epochs: int) -> dict:
-    import torch
-    from torch.profiler import ProfilerActivity, profile
+def _train_row(stage1_epochs: int, epochs: int = 8, channels_last: bool | None = None, profiler=None):
+    """Train the demo's DICE-FER entry (stage 1 cut to ``stage1_epochs``) once; returns (entry, wall seconds)."""
+    import contextlib
 
     from ferkit.commands.demo import RESNET_SIZE, demo_entries
     from ferkit.config import build_experiment
     from ferkit.data.synthetic import render_synthfer
     from ferkit.engine.trainer import train
 
-    entry = next(e for e in demo_entries(64, 8, stage1_epochs, RESNET_SIZE) if e.method == "dicefer")
+    entry = next(e for e in demo_entries(64, epochs, stage1_epochs, RESNET_SIZE, channels_last=channels_last)
+                 if e.method == "dicefer")
     synth = render_synthfer(identities=24, images_per_identity=56, size=64, confounding=0.0, seed=0)
     data = {"dataset": "synthetic", "synth_identities": 24, "synth_images_per_identity": 56,
             "synth_confounding": 0.0, "synth_seed": 0, "synth_size": 64}
@@ -50,12 +53,36 @@ def profile_row(stage1_epochs: int) -> dict:
     try:
         cfg = build_experiment("dicefer", data, {"seed": 0, "device": "cpu", "out": str(out), **entry.train},
                                entry.model)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profiler if profiler is not None else contextlib.nullcontext():
             t0 = time.perf_counter()
             train(cfg, splits=synth.splits, progress=False)
             wall = time.perf_counter() - t0
     finally:
         shutil.rmtree(out, ignore_errors=True)
+    return entry, wall
+
+
+def row_seconds(stage1_epochs: int, repeats: int = 3) -> dict:
+    """Wall seconds of the whole row (stage 1 cut to ``stage1_epochs``, stage 3 one epoch), contiguous against
+    channels-last memory, the two interleaved ``repeats`` times so that a change in the machine's load hits both:
+    what a step's speed-up (``resnet_step``) buys the row, whose critics, data loading and optimisers it leaves."""
+    import statistics as st
+
+    got: dict[str, list[float]] = {"nchw": [], "channels_last": []}
+    for _ in range(repeats):
+        for fmt in got:
+            got[fmt].append(round(_train_row(stage1_epochs, 2, channels_last=fmt == "channels_last")[1], 1))
+    return {"stage1_epochs": stage1_epochs, "stage3_epochs": 1, "runs": got,
+            "median_s": {k: st.median(v) for k, v in got.items()},
+            "channels_last over nchw": round(st.median(got["nchw"]) / st.median(got["channels_last"]), 2)}
+
+
+def profile_row(stage1_epochs: int) -> dict:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = profile(activities=[ProfilerActivity.CPU])
+    entry, wall = _train_row(stage1_epochs, profiler=prof)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     shares = {g: sum(e.self_cpu_time_total for e in events if e.key in names) / total for g, names in GROUPS.items()}
@@ -110,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     results = {"profile": profile_row(args.stage1_epochs), "resnet18_step": resnet_step(RESNET_SIZE)}
     torch.set_num_threads(args.threads)
+    results["row_seconds"] = row_seconds(args.stage1_epochs)
+    print(f"  the row, {results['row_seconds']['median_s']} s (median of 3, interleaved)")
     for k, v in results["profile"]["cpu_share"].items():
         print(f"  {k:<22} {v:6.1%}")
     for k, v in results["resnet18_step"]["ms_per_step"].items():

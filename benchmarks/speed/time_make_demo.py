@@ -8,12 +8,14 @@ starting-weights pretraining and each method's row (``== ... ==`` headers, up to
 whole. ``--avx2`` runs it with PyTorch, oneDNN and MKL held to their AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2
 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``): an AVX2-only CPU's code paths at this machine's clock,
 the nearest this machine gets to the slowest CPU the budget is for. ``--store`` writes
-``benchmarks/results/speed/make_demo[_avx2].json`` with the machine facts.
+``benchmarks/results/speed/make_demo[_avx2].json`` with the machine facts and, measured right after the demo,
+the machine's ResNet-18 step time at 48 px (``resnet18_step_ms``): demo times of two machines compare through it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -57,6 +59,17 @@ def split(lines: list[tuple[float, str]]) -> dict:
     return {"stages_s": stages, "demo_s": round(total - start, 1), "total_s": round(total, 1)}
 
 
+def yardstick(python: Path, env: dict) -> dict:
+    """This machine's speed in the demo's unit of work, measured right after the demo with the clone's own
+    install: ms per forward + backward of one ResNet-18 trunk at 48 px, batch 64, by threads and memory format
+    (``profile_demo_dicefer.resnet_step``), so that demo times taken on different machines compare as ratios."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from profile_demo_dicefer import resnet_step; "
+            "print(json.dumps(resnet_step(48)['ms_per_step']))")
+    out = subprocess.run([str(python), "-c", code, str(ROOT / "benchmarks" / "diagnostics")], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--avx2", action="store_true", help="hold PyTorch, oneDNN and MKL to their AVX2 kernels")
@@ -69,11 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         clone = Path(tmp) / "ferkit"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         code, lines = timed_run(["make", "demo"], clone, env)
-    if code != 0:
-        print(f"make demo exited {code} in the fresh clone of {commit}", file=sys.stderr)
-        return code
+        if code != 0:
+            print(f"make demo exited {code} in the fresh clone of {commit}", file=sys.stderr)
+            return code
+        step = yardstick(clone / ".venv" / "bin" / "python", env)
     results = {"commit": commit, "isa": "avx2 (emulated)" if args.avx2 else "native", **split(lines),
-               "budget_s": 600}
+               "budget_s": 600, "resnet18_step_ms": step}
     print(results)
     if args.store:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
