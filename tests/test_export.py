@@ -152,3 +152,15 @@ def test_dicefer_export_runs_the_expression_path_only_unless_the_identity_code_i
                                   RAFDB, torch.device("cpu"))
     with pytest.raises(FerkitError, match="no 'identity' output"):
         export_method_onnx(base, tmp_path / "y.onnx", outputs=("identity",))
+
+
+def test_onnx_sessions_share_the_cpu_with_torch_without_spin_waiting(onnx_path):
+    """onnxruntime's threads must not spin after a run: beside them the face detector (torch, in predict's
+    prefetch worker) ran at half speed. Each session ferkit opens uses torch's thread count and no spinning."""
+    import torch
+
+    session = load_model(onnx_path, device="cpu", engine="onnx").engine.session
+    opts = session.get_session_options()
+    for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+        assert opts.get_session_config_entry(key) == "0", key
+    assert opts.intra_op_num_threads == torch.get_num_threads() and opts.inter_op_num_threads == 1

@@ -221,16 +221,18 @@ def print_model(r: dict) -> None:
 
 
 def split_models(args, workdir: Path) -> dict:
-    """name -> (FERModel at min-face 20, the same engine at min-face auto): the built-in model and the --models."""
+    """name -> (FERModel at min-face 20, the same engine at min-face auto): the built-in model and the --models,
+    each finding faces with --detector (at --detector-size)."""
     from ferkit.inference.model import FERModel, load_model
 
+    det = {"detector": args.detector, "detector_size": args.detector_size}
     out = {}
-    base = load_model(None, device=args.device)
+    base = load_model(None, device=args.device, **det)
     out["fer-minixception"] = (base, FERModel(base.engine, source=base.source, device=args.device,
-                                              min_face_size="auto"))
+                                              min_face_size="auto", **det))
     for key in args.models:
-        m = build_models(key, args.device, workdir)["torch-fp32"]
-        out[key] = (m, FERModel(m.engine, source=m.source, device=args.device, min_face_size="auto"))
+        m = build_models(key, args.device, workdir, **det)["torch-fp32"]
+        out[key] = (m, FERModel(m.engine, source=m.source, device=args.device, min_face_size="auto", **det))
     return out
 
 

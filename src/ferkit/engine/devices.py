@@ -75,8 +75,8 @@ def cpu_bf16_is_faster() -> bool:
 def cpu_bf16_convs_are_faster() -> bool:
     """True where bf16 autocast speeds up a convolutional network's inference on this CPU: where it speeds up
     training (:func:`cpu_bf16_is_faster`), and on x86 with AVX512-BF16 but no AMX, where oneDNN's bf16
-    convolutions are faster though its matrix products are not: DICE-FER's ResNet-18 at 112 px classified 357
-    aligned faces/s in bf16 against 177 in fp32 (2-core AMD EPYC, 2 threads; benchmarks/results/speed/
+    convolutions are faster though its matrix products are not: DICE-FER's ResNet-18 at 112 px classified 361
+    aligned faces/s in bf16 against 198 in fp32 (2-core AMD EPYC, 2 threads; benchmarks/results/speed/
     inference_dicefer_tiny224.json)."""
     return cpu_bf16_is_faster() or (platform.machine().lower() in ("x86_64", "amd64") and "avx512_bf16" in cpu_flags())
 
@@ -118,6 +118,24 @@ def amp_dtype(device: torch.device, precision: str = "fp32") -> torch.dtype | No
             _warn_emulated_bf16()
         return torch.bfloat16
     return torch.bfloat16 if supported else None
+
+
+def onnx_session_options():
+    """onnxruntime ``SessionOptions`` for a session that shares this process's CPU with torch: torch's thread
+    count for its operators, one thread between them, and no spin-waiting. onnxruntime's threads otherwise spin
+    for a while after each run, and whatever torch ran next (the face detector of the next photos, a torch
+    engine) ran at half speed beside them: face-api's tiny detector at 224 px over 8 photos right after an ONNX
+    batch, 93 photos/s with spinning, 181 without (2-core AMD EPYC; ``detector_photos_per_s.together`` in
+    benchmarks/results/speed/inference_dicefer_tiny224.json, before and after this setting)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = torch.get_num_threads()     # the same CPU budget as the torch engine
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
 
 
 def describe_precision(dtype: torch.dtype | None) -> str:

@@ -30,12 +30,11 @@ class OnnxNet:
         providers = ["CPUExecutionProvider"]
         if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.intra_op_num_threads = torch.get_num_threads()
-        opts.inter_op_num_threads = 1
+        from ferkit.engine.devices import onnx_session_options
+
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
+            self.session = ort.InferenceSession(str(self.path), sess_options=onnx_session_options(),
+                                                providers=providers)
         except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for a bad file
             first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
             raise CheckpointError(f"{self.path} is not a readable ONNX model ({first}).") from None

@@ -94,14 +94,10 @@ class OnnxEngine:
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda") or (device == "auto" and "CUDAExecutionProvider" in ort.get_available_providers()):
             providers.insert(0, "CUDAExecutionProvider")
-        import torch
+        from ferkit.engine.devices import onnx_session_options
 
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.intra_op_num_threads = torch.get_num_threads()     # the same CPU budget as the torch engine
-        opts.inter_op_num_threads = 1
         try:
-            session = ort.InferenceSession(str(p), sess_options=opts, providers=providers)
+            session = ort.InferenceSession(str(p), sess_options=onnx_session_options(), providers=providers)
         except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for a bad file
             first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
             raise CheckpointError(f"{p} is not a readable ONNX model ({first}); export it again.") from None
