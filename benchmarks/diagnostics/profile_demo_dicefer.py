@@ -7,10 +7,10 @@ stage settings, stage 1 cut to ``--stage1-epochs``, random init: a step's cost d
 under ``torch.profiler`` and reports each group of operators' share of the CPU time: convolution forward and
 backward, batch norm, pooling, the optimizers' steps, data loading, the rest. Beside it, one ResNet-18 of the
 row (1 channel, its side, batch 64) forward + backward, the median of 8 steps: at 1 and 2 threads (how much a
-second core buys) and in channels-last memory (whether oneDNN's NHWC kernels are faster here); and the whole row (stage 3 cut to one
-epoch) in contiguous against channels-last memory, interleaved three times (``row_seconds``: what a faster step
-buys the row). ``--store``
-writes ``benchmarks/results/speed/demo_dicefer_profile.json`` with the machine (docs' Speed page).
+second core buys) and in channels-last memory (whether oneDNN's NHWC kernels are faster here); and the whole
+row (stage 3 cut to one epoch) in contiguous against channels-last memory, interleaved three times
+(``row_seconds``: what a faster step buys the row). ``--store`` writes
+``benchmarks/results/speed/demo_dicefer_profile.json`` with the machine (docs' Speed page).
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ def row_seconds(stage1_epochs: int, repeats: int = 3) -> dict:
     got: dict[str, list[float]] = {"nchw": [], "channels_last": []}
     for _ in range(repeats):
         for fmt in got:
-            got[fmt].append(round(_train_row(stage1_epochs, 2, channels_last=fmt == "channels_last")[1], 1))
-    return {"stage1_epochs": stage1_epochs, "stage3_epochs": 1, "runs": got,
+            entry, wall = _train_row(stage1_epochs, epochs=2, channels_last=fmt == "channels_last")
+            got[fmt].append(round(wall, 1))
+    return {"stage1_epochs": stage1_epochs, "stage3_epochs": entry.model["stage3_epochs"], "runs": got,
             "median_s": {k: st.median(v) for k, v in got.items()},
             "channels_last over nchw": round(st.median(got["nchw"]) / st.median(got["channels_last"]), 2)}
 

@@ -102,7 +102,8 @@ PREPARERS = {"resnet18-identity": _prepare_resnet18_identity, "clip-captions": _
 #: DICE-FER's stage-1 budget in the demo: long enough for its MI to plateau (the plateau stop ends it sooner)
 STAGE1_EPOCHS = 40
 #: the side the ResNet-18 methods (and their identity pretraining) train at, resized from the rendered faces:
-#: 48 px costs ~0.6x of 64 px per step, which pays for a stage 1 run to its plateau within make demo's 10 minutes
+#: 48 px costs ~0.6x of 64 px per step, which pays for a stage 1 run to its plateau (make demo's time, stage by
+#: stage: benchmarks/results/speed/make_demo.json)
 RESNET_SIZE = 48
 #: the ResNet-18 rows' convolutional weights in channels-last memory (``train.channels_last``). Off: over 4 paired
 #: seeds neither row's accuracy nor subject probe moved beyond what a seed moves them (docs/results/demo-seeds.md,
