@@ -7,9 +7,11 @@ and stamps every line it prints, so the wall time splits into the install (up to
 starting-weights pretraining and each method's row (``== ... ==`` headers, up to the next header), and the
 whole. ``--avx2`` runs it with PyTorch, oneDNN and MKL held to their AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2
 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``): an AVX2-only CPU's code paths at this machine's clock,
-the nearest this machine gets to the slowest CPU the budget is for. ``--store`` writes
-``benchmarks/results/speed/make_demo[_avx2].json`` with the machine facts and, measured right after the demo,
-the machine's ResNet-18 step time at 48 px (``resnet18_step_ms``): demo times of two machines compare through it.
+the nearest a faster machine gets to the slowest CPU the budget is for. ``--store`` writes
+``benchmarks/results/speed/make_demo.json``, or ``make_demo_avx2.json`` for a run on AVX2 kernels (an AVX2-only
+CPU, natively, or ``--avx2``; the file's ``isa`` says which), with the machine facts and, measured right after the
+demo, the machine's ResNet-18 step time at 48 px (``resnet18_step_ms``): demo times of two machines compare
+through it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ferkit.engine.devices import cpu_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
@@ -73,7 +77,8 @@ def yardstick(python: Path, env: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--avx2", action="store_true", help="hold PyTorch, oneDNN and MKL to their AVX2 kernels")
-    p.add_argument("--store", action="store_true", help="write benchmarks/results/speed/make_demo[_avx2].json")
+    p.add_argument("--store", action="store_true",
+                   help="write benchmarks/results/speed/make_demo.json (make_demo_avx2.json on AVX2 kernels)")
     args = p.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.strip()
@@ -86,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"make demo exited {code} in the fresh clone of {commit}", file=sys.stderr)
             return code
         step = yardstick(clone / ".venv" / "bin" / "python", env)
-    results = {"commit": commit, "isa": "avx2 (emulated)" if args.avx2 else "native", **split(lines),
+    native_avx2 = "avx512f" not in cpu_flags() and "avx2" in cpu_flags()
+    isa = "avx2 (emulated)" if args.avx2 else "avx2 (native)" if native_avx2 else "native"
+    results = {"commit": commit, "isa": isa, **split(lines),
                "budget_s": 600, "resnet18_step_ms": step}
     print(results)
     if args.store:
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[k] = v
         from stored import store
 
-        store("make_demo_avx2" if args.avx2 else "make_demo", results)
+        store("make_demo_avx2" if isa.startswith("avx2") else "make_demo", results)
     return 0
 
 
