@@ -34,6 +34,7 @@ def test_rows_count_the_flipped_faces_and_the_largest_probability_change():
 
 
 def test_the_study_refuses_a_sweep_without_weights_in_one_sentence(tmp_path):
+    """Checked before the CPU: a fresh clone learns what it lacks on any machine (an AVX2-only one included)."""
     (tmp_path / "c0.8" / "dicefer" / "seed0").mkdir(parents=True)          # a fresh clone: result.json only
     with pytest.raises(SystemExit, match=r"^No selected weights at .*seed0/checkpoints/best\.safetensors: the study "
                                          r"needs the sweep's runs with their weights \(run benchmarks/studies/"):
@@ -71,3 +72,15 @@ def test_precision_auto_lists_only_methods_whose_stored_bf16_rows_show_no_harm()
         agreement = [r["agreement"] for r in rows if r["arm"] == arm and r["precision"] == "bf16"]
         assert np.mean(agreement) >= 0.98, (arm, np.mean(agreement))
     assert "external" not in BF16_MEASURED and "uafer" not in BF16_MEASURED          # not measured: fp32 under auto
+
+
+def test_the_study_refuses_a_cpu_without_bf16_in_one_sentence(tmp_path, monkeypatch):
+    import ferkit.engine.devices as devices
+
+    run = tmp_path / "c0.8" / "dicefer" / "seed0" / "checkpoints"
+    run.mkdir(parents=True)
+    (run / "best.safetensors").write_bytes(b"")                          # the weights are there; the CPU is not
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(SystemExit, match=r"^This CPU has no bf16 instructions .*run the study where bf16 is native\.$"):
+        study().main(["--sweep", str(tmp_path), "--levels", "0.8", "--arms", "dicefer", "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()                                  # refused before writing anything

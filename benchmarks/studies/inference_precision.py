@@ -132,9 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     from ferkit.engine.devices import cpu_has_native_bf16
 
     torch.set_num_threads(args.threads)
-    if not cpu_has_native_bf16():
-        raise SystemExit("This CPU has no bf16 instructions (AVX-512 BF16, AMX or Arm BF16): bf16 would be emulated, "
-                         "about 100x slower; run the study where bf16 is native.")
     sweep, out = ROOT / args.sweep, ROOT / args.out
     runs = [(c, arm, run) for c in args.levels for arm in args.arms
             for run in sorted((sweep / f"c{c:g}" / arm).glob("seed*"), key=lambda r: int(r.name[4:]))]
@@ -143,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         where = missing[0] if missing else sweep
         raise SystemExit(f"No selected weights at {where / 'checkpoints' / 'best.safetensors'}: the study needs the "
                          "sweep's runs with their weights (run benchmarks/studies/study_confounding.py first).")
+    if not cpu_has_native_bf16():
+        raise SystemExit("This CPU has no bf16 instructions (AVX-512 BF16, AMX or Arm BF16): bf16 would be emulated, "
+                         "about 100x slower; run the study where bf16 is native.")
     out.mkdir(parents=True, exist_ok=True)
     lines = []
     for c, arm, run in runs:
