@@ -93,6 +93,39 @@ def test_demo_seeds_summary_pairs_channels_last_rows_with_their_twins_and_within
     assert "channels-last @48px - baseline @48px" not in acc.replace("baseline channels-last @48px - baseline", "")
 
 
+def test_demo_seeds_summary_pairs_a_dicefer_batch_row_with_the_demos_first_budget_and_the_baseline():
+    demo = load("demo_seeds")
+    rows = []
+    for seed in range(3):
+        rows += [{"seed": seed, "method": "baseline (ResNet-18, CE)", "resnet_size": 48, "stage1_epochs": None,
+                  "accuracy": 0.7, "linear_probe": 0.7, "subject_probe_64": 0.9},
+                 {"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "resnet_size": 48, "stage1_epochs": 40,
+                  "accuracy": 0.6, "linear_probe": 0.6, "subject_probe_64": 0.7},
+                 {"seed": seed, "method": "DICE-FER (4x ResNet-18, DV MI)", "resnet_size": 48, "stage1_epochs": 25,
+                  "batch_size": 32, "accuracy": 0.6 + 0.01 * seed, "linear_probe": 0.6, "subject_probe_64": 0.65}]
+    acc = demo.summary(rows).split("linear_probe")[0]
+    assert "DICE-FER s1=25 b32 @48px 0.610 +- 0.010" in acc
+    assert "  DICE-FER s1=25 b32 @48px - baseline @48px: -0.090 [" in acc
+    # 0.00, +0.01, +0.02 against the 40-epoch row of the demo's batch
+    assert "  DICE-FER s1=25 b32 @48px - DICE-FER s1=40 @48px: +0.010 [-0.015, +0.035] (95% t, 3 paired seeds)" in acc
+
+
+def test_stage1_climb_reads_where_the_mi_leaves_zero_and_what_it_reaches_per_second(tmp_path):
+    spec = importlib.util.spec_from_file_location("stage1_climb", BENCH.parent / "diagnostics" / "stage1_climb.py")
+    climb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(climb)
+    (tmp_path / "metrics.csv").write_text(
+        "phase,epoch,train_mi_global,train_mi_local,seconds\n"
+        "stage1,1,0.01,-0.02,10\nstage1,2,0.2,0.7,10\nstage1,3,0.5,2.5,10\nstage2,1,9,9,10\n")
+    rows = climb.stage1_rows(tmp_path)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]               # stage 2's row is not stage 1's
+    out = climb.climb(rows)
+    assert out["mi_per_epoch"] == [-0.01, 0.9, 3.0]
+    assert out["first_epoch_over_1_nat"] == 3                    # 0.9 at epoch 2 is not over 1 nat
+    assert out["final_mi"] == 3.0 and out["epoch_seconds"] == 10.0
+    assert out["nats_per_stage1_second"] == 0.1                  # 3 nats in 30 s
+
+
 def test_bench_inference_counts_a_models_flops_in_the_path_predict_runs():
     """GFLOP a face: PyTorch's counter around the engine's forward on one face (here one 16 -> 3 linear map:
     2 x 16 x 3 FLOPs)."""

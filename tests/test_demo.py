@@ -198,3 +198,43 @@ def test_stage1_evidence_pairs_within_one_memory_layout_and_says_where_a_budget_
     assert lines[1].startswith("  DICE-FER with stage 1 at 20 instead of 40 epochs, accuracy: -0.100 [")
     assert lines[1].endswith("(contiguous rows)")
     assert len(lines) == 2
+
+
+def test_stage1_evidence_tells_budgets_of_another_batch_apart_and_skips_one_never_beside_the_demos(
+        tmp_path, monkeypatch):
+    """A stage-1 budget is its epochs and its batch: rows at the demo's epochs but another batch are not the demo's
+    rows, and each line names the batches where they differ; a budget stored only in a layout that lacks the
+    demo's is left out rather than failing."""
+    import json
+
+    from ferkit.commands import demo
+
+    monkeypatch.setattr(demo, "STAGE1_EPOCHS", 25)
+    monkeypatch.setattr(demo, "STAGE1_BATCH", 32)
+    monkeypatch.setattr(demo, "RESNET_SIZE", 48)
+    monkeypatch.setattr(demo, "CHANNELS_LAST", False)
+    base, dice = "baseline (ResNet-18, CE)", "DICE-FER (4x ResNet-18, DV MI)"
+    rows = []
+    for seed in range(3):
+        rows += [{"seed": seed, "method": base, "resnet_size": 48, "stage1_epochs": None, "accuracy": 0.60,
+                  "subject_probe_64": 0.9},
+                 {"seed": seed, "method": dice, "resnet_size": 48, "stage1_epochs": 40, "accuracy": 0.55,
+                  "subject_probe_64": 0.7},                                       # no batch_size: STORED_BATCH, 64
+                 {"seed": seed, "method": dice, "resnet_size": 48, "stage1_epochs": 25, "accuracy": 0.40,
+                  "subject_probe_64": 0.85},                                      # 25 epochs, but of batch 64
+                 {"seed": seed, "method": dice, "resnet_size": 48, "stage1_epochs": 25, "batch_size": 32,
+                  "accuracy": 0.58 + 0.01 * seed, "subject_probe_64": 0.65},
+                 {"seed": seed, "method": dice, "resnet_size": 48, "stage1_epochs": 14, "channels_last": True,
+                  "accuracy": 0.3, "subject_probe_64": 0.9}]                      # no demo budget beside it
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = demo._stage1_evidence(path)
+    # the demo's rows are the batch-32 ones: 0.58, 0.59, 0.60 - 0.60; subject 0.65 - 0.9
+    assert lines[0].startswith("  DICE-FER - baseline, accuracy: -0.010 [")
+    assert "subject@64: -0.250 [-0.250, -0.250]" in lines[0] and "at 25 epochs of batch 32)" in lines[0]
+    # 0.55 - (0.58, 0.59, 0.60) -> -0.040; 0.40 - ... -> -0.190
+    assert lines[1].startswith("  DICE-FER with stage 1 at 40 epochs of batch 64 instead of 25 epochs of batch 32, "
+                               "accuracy: -0.040 [")
+    assert lines[2].startswith("  DICE-FER with stage 1 at 25 epochs of batch 64 instead of 25 epochs of batch 32, "
+                               "accuracy: -0.190 [")
+    assert len(lines) == 3
