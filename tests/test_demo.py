@@ -116,6 +116,15 @@ def test_make_demo_twice_prints_the_same_table(tmp_path):
     assert tables[0] == tables[1] and len(tables[0]) == 3 + 8
 
 
+def _demo_settings(monkeypatch, **settings):
+    """ferkit.commands.demo with its module constants (STAGE1_EPOCHS, RESNET_SIZE, ...) set for one test."""
+    from ferkit.commands import demo
+
+    for name, value in settings.items():
+        monkeypatch.setattr(demo, name, value)
+    return demo
+
+
 def test_stored_evidence_recomputes_the_studies_paired_differences():
     """The intervals the demo prints are ferkit compare's: recomputed from runs.csv they equal summary.json's."""
     import json
@@ -137,11 +146,8 @@ def test_stage1_evidence_pairs_the_demos_budget_with_the_baseline_and_with_each_
     not pool them), then each other stored budget against the demo's."""
     import json
 
-    from ferkit.commands import demo
-
-    monkeypatch.setattr(demo, "STAGE1_EPOCHS", 20)
-    monkeypatch.setattr(demo, "RESNET_SIZE", 32)
-    monkeypatch.setattr(demo, "CHANNELS_LAST", False)     # the rows below carry no layout: contiguous
+    # the rows below carry no layout: contiguous
+    demo = _demo_settings(monkeypatch, STAGE1_EPOCHS=20, RESNET_SIZE=32, CHANNELS_LAST=False)
     rows = []
     for seed, (base, long, short) in enumerate(((0.60, 0.70, 0.50), (0.62, 0.74, 0.51), (0.58, 0.72, 0.52))):
         for size, shift in ((32, 0.0), (48, 0.3)):   # rows at another image side must not be pooled either
@@ -170,11 +176,7 @@ def test_stage1_evidence_pairs_within_one_memory_layout_and_says_where_a_budget_
     budget stored only in the other layout is paired there (and says so)."""
     import json
 
-    from ferkit.commands import demo
-
-    monkeypatch.setattr(demo, "STAGE1_EPOCHS", 40)
-    monkeypatch.setattr(demo, "RESNET_SIZE", 48)
-    monkeypatch.setattr(demo, "CHANNELS_LAST", True)
+    demo = _demo_settings(monkeypatch, STAGE1_EPOCHS=40, RESNET_SIZE=48, CHANNELS_LAST=True)
     base, dice = "baseline (ResNet-18, CE)", "DICE-FER (4x ResNet-18, DV MI)"
     rows = []
     for seed in range(3):
@@ -207,12 +209,7 @@ def test_stage1_evidence_tells_budgets_of_another_batch_apart_and_skips_one_neve
     demo's is left out rather than failing."""
     import json
 
-    from ferkit.commands import demo
-
-    monkeypatch.setattr(demo, "STAGE1_EPOCHS", 25)
-    monkeypatch.setattr(demo, "STAGE1_BATCH", 32)
-    monkeypatch.setattr(demo, "RESNET_SIZE", 48)
-    monkeypatch.setattr(demo, "CHANNELS_LAST", False)
+    demo = _demo_settings(monkeypatch, STAGE1_EPOCHS=25, STAGE1_BATCH=32, RESNET_SIZE=48, CHANNELS_LAST=False)
     base, dice = "baseline (ResNet-18, CE)", "DICE-FER (4x ResNet-18, DV MI)"
     rows = []
     for seed in range(3):
