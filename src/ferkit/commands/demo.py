@@ -138,9 +138,10 @@ def demo_entries(size: int, epochs: int, stage1_epochs: int | None = None,
         # stop may end it sooner) reach its near-plateau (docs/performance.md). Shorter stages lose what the
         # row shows: at 20 and 14 epochs the code's subject probe climbs back towards the baseline's and the
         # accuracy falls, seed by seed (docs/results/demo-seeds.md), so the demo's time is not cut here. The
-        # paper's batch of 32 with stage 1 at 25 epochs matches this row over 4 paired seeds, but its epochs cost
-        # ~1.25x as much and its MI climbs no faster per second (benchmarks/results/speed/demo_stage1_climb.json),
-        # and a faster encoder step (model.encoder_lr_scale 3) never starts the game; so batch 64 stays.
+        # paper's batch of 32 with stage 1 at 25 epochs matches this row over 4 paired seeds, but its shorter dead
+        # start wins back little: its epochs cost 1.1-1.25x as much (benchmarks/results/speed/
+        # demo_stage1_climb.json) and seed 0's row trained ~7% faster; a faster encoder step
+        # (model.encoder_lr_scale 3) never starts the game. So batch 64 stays.
         DemoEntry("DICE-FER (4x ResNet-18, DV MI)", "dicefer",
                   model={"image_size": rs, "augment": "flip", "delta_warmup_steps": 100,
                          "stage1_epochs": STAGE1_EPOCHS if stage1_epochs is None else stage1_epochs,
