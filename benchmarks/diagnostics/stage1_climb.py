@@ -38,9 +38,9 @@ def stage1_rows(run: Path) -> list[dict]:
                  "seconds": float(r["seconds"])} for r in csv.DictReader(f) if r["phase"] == "stage1"]
 
 
-def climb(rows: list[dict], passed: float = 1.0) -> dict:
-    """The MI curve's summary: where it first passes ``passed`` nats, where it ends, nats per stage-1 second."""
-    first = next((r["epoch"] for r in rows if r["mi"] > passed), None)
+def climb(rows: list[dict]) -> dict:
+    """The MI curve's summary: where it first passes 1 nat, where it ends, nats per stage-1 second."""
+    first = next((r["epoch"] for r in rows if r["mi"] > 1.0), None)
     seconds = sum(r["seconds"] for r in rows)
     return {"mi_per_epoch": [round(r["mi"], 2) for r in rows], "epoch_seconds": round(seconds / len(rows), 1),
             "first_epoch_over_1_nat": first, "final_mi": round(rows[-1]["mi"], 2),

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"make demo exited {code} in the fresh clone of {commit}", file=sys.stderr)
             return code
         step = yardstick(clone / ".venv" / "bin" / "python", env)
-    native_avx2 = "avx512f" not in cpu_flags() and "avx2" in cpu_flags()
+    flags = cpu_flags()
+    native_avx2 = "avx512f" not in flags and "avx2" in flags
     isa = "avx2 (emulated)" if args.avx2 else "avx2 (native)" if native_avx2 else "native"
     results = {"commit": commit, "isa": isa, **split(lines),
                "budget_s": 600, "resnet18_step_ms": step}

@@ -112,10 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         batch = args.dicefer_batch_size or STAGE1_BATCH
         have = {r["stage1_epochs"] for r in at if r.get("batch_size", STORED_BATCH) == batch}
         todo = [e for e in args.stage1_epochs if e not in have]
-        have |= {r["stage1_epochs"] for r in at if r["stage1_epochs"] is None}
         if not todo:
             continue
-        for row in run_seed(seed, todo, with_baseline=None not in have, resnet_size=args.resnet_size,
+        with_baseline = not any(r["stage1_epochs"] is None for r in at)
+        for row in run_seed(seed, todo, with_baseline=with_baseline, resnet_size=args.resnet_size,
                             channels_last=args.channels_last, dicefer_batch=args.dicefer_batch_size):
             print(json.dumps(row), flush=True)
             done.append(row)
